@@ -1,0 +1,1 @@
+"""FastAPI + ONNX Runtime service for BN-folded models (imports no torch)."""

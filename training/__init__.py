@@ -1,0 +1,1 @@
+"""Train BatchNorm networks, fold their frozen statistics, export them to ONNX."""
