@@ -1,1 +1,3 @@
 """FastAPI + ONNX Runtime service for BN-folded models (imports no torch)."""
+
+__version__ = "0.1.0"

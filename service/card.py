@@ -76,7 +76,9 @@ class ModelCard(_Strict):
         default_factory=lambda: {"logits": LOGITS, "probabilities": PROBABILITIES}
     )
     stats_mode: Literal["ema", "exact"]
-    bn_nodes: int = Field(description="BatchNormalization nodes left in the graph (0 unless --allow-unfolded).")
+    bn_nodes: int = Field(
+        description="BatchNormalization nodes left in the graph (0 unless --allow-unfolded)."
+    )
     fold: FoldSummary
     metrics: dict[str, float] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
@@ -92,7 +94,7 @@ class ModelCard(_Strict):
 
 
 def weights_sha256(model: onnx.ModelProto) -> str:
-    """SHA-256 over every initializer: name, dtype, shape and little-endian values, sorted by name."""
+    """SHA-256 over every initializer (name, dtype, shape, little-endian values), by name."""
     digest = hashlib.sha256()
     for tensor in sorted(model.graph.initializer, key=lambda t: t.name):
         array = np.ascontiguousarray(numpy_helper.to_array(tensor))
@@ -104,7 +106,7 @@ def weights_sha256(model: onnx.ModelProto) -> str:
 
 
 def read_card(model: onnx.ModelProto) -> ModelCard:
-    """Parse the card stored in ``model``; raises ``KeyError`` if absent, ``ValueError`` if invalid."""
+    """Parse the card stored in ``model``; ``KeyError`` if absent, ``ValueError`` if invalid."""
     props = {p.key: p.value for p in model.metadata_props}
     if CARD_KEY not in props:
         raise KeyError(f"the model has no '{CARD_KEY}' metadata (not exported by bnfold?)")

@@ -1,0 +1,84 @@
+"""ONNX Runtime single-sample latency: our folded export vs a plain torch.onnx.export.
+
+Both graphs take raw input and return (logits, probabilities); the plain one is the
+UNFOLDED model (standardization + network with its BatchNorm layers) exported with
+torch.onnx.export's defaults. Both run in the same process, one thread each,
+interleaved in rounds so that machine noise hits both alike. Target: ours/plain <= 1.05.
+
+    python -m benchmarks.export_latency [--run artifacts/digits]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from training.checkpoint import load_checkpoint
+from training.data import load_splits
+from training.onnx_graph import WithProbabilities, ort_session, to_onnx
+from training.reference import reference_model
+
+
+def per_call_us(session, x: np.ndarray, calls: int) -> float:  # type: ignore[no-untyped-def]
+    """Mean time of ``calls`` single-sample runs, in microseconds."""
+    feed = {session.get_inputs()[0].name: x}
+    start = time.perf_counter()
+    for _ in range(calls):
+        session.run(None, feed)
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="artifacts/digits", help="folder with model.onnx and checkpoint.pt")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    run = Path(args.run)
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    x = load_splits(ckpt.data_spec).test.X[:1].astype(np.float32)
+
+    ours_model = onnx.load(str(run / "model.onnx"))
+    example = torch.from_numpy(np.repeat(x, 2, 0))
+    plain_model = to_onnx(WithProbabilities(reference_model(ckpt)), example)
+    sessions = {
+        "ours (folded)": ort_session(ours_model),
+        "plain torch.onnx.export": ort_session(plain_model),
+    }
+    for session in sessions.values():  # warm up
+        per_call_us(session, x, 200)
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(args.rounds):
+        for name, session in sessions.items():
+            times[name].append(per_call_us(session, x, args.calls))
+    # The minimum over rounds is the least disturbed by other load on the machine;
+    # the median is reported beside it.
+    best = {name: min(values) for name, values in times.items()}
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    ours, plain = "ours (folded)", "plain torch.onnx.export"
+    result = {
+        "best_us_per_call": best,
+        "median_us_per_call": medians,
+        "ratio_ours_over_plain_best": best[ours] / best[plain],
+        "ratio_ours_over_plain_median": medians[ours] / medians[plain],
+        "target_ratio": 1.05,
+        "nodes": {
+            ours: dict(Counter(n.op_type for n in ours_model.graph.node)),
+            plain: dict(Counter(n.op_type for n in plain_model.graph.node)),
+        },
+        "rounds": args.rounds,
+        "calls_per_round": args.calls,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""The FastAPI application: ``create_app(settings)``, whose lifespan loads the model.
+
+The request path is kept short on purpose: ``/predict`` takes a plain ``Request``,
+parses the body with the standard library, validates it against the card with
+plain Python (``service.inputs``), calls ONNX Runtime inline on the event loop
+(a small model runs in tens of microseconds, less than a hop to a thread pool)
+and returns pre-encoded bytes. The OpenAPI schema still documents every body,
+with examples taken from the served model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+
+from service import __version__, schemas
+from service.body import read_json
+from service.errors import install_handlers
+from service.fastpath import PredictFastPath
+from service.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
+from service.oip import build_router
+from service.predictor import Predictor, Slot
+from service.runtime import ModelRuntime
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+_JSON = "application/json"
+_ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        401: "Missing or invalid token",
+        400: "Malformed JSON",
+        413: "Body too large",
+        415: "Content-Type is not application/json",
+        422: "Input does not fit the model",
+        503: "Model not loaded",
+    }
+    return {c: {"model": schemas.ErrorBody, "description": text[c]} for c in codes}
+
+
+def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastAPI:
+    """Build the app. Its lifespan loads ``settings.model_path`` unless ``runtime`` is given.
+
+    Loading failures raise ``ModelLoadError`` out of the lifespan: the server never
+    starts serving a model that disagrees with its card.
+    """
+    slot = Slot()
+    metrics = Metrics()
+    limit = settings.max_body_bytes
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loaded = runtime or ModelRuntime.load(
+            settings.model_path,
+            intra_op_threads=settings.ort_intra_op_threads,
+            inter_op_threads=settings.ort_inter_op_threads,
+        )
+        metrics.load_seconds.set(loaded.load_seconds)
+        metrics.model_info.labels(loaded.name, loaded.version).set(1)
+        slot.predictor = Predictor(loaded, settings.max_batch_size, metrics.observe_inference)
+        app.openapi_schema = None  # rebuild the docs with this model's examples
+        log.info(
+            "serving model %r version %s (loaded and checked in %.3f s)",
+            loaded.name,
+            loaded.version,
+            loaded.load_seconds,
+        )
+        yield
+        slot.predictor = None
+
+    app = FastAPI(
+        title="bnfold prediction service",
+        version=__version__,
+        description="Single-sample predictions from a BatchNorm-folded ONNX model.",
+        lifespan=lifespan,
+        # FastAPI's native OpenTelemetry looks up global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    install_handlers(app)
+
+    @app.post(
+        "/predict",
+        response_model=schemas.PredictResponse,
+        tags=["Predict"],
+        responses=_errors(400, 401, 413, 415, 422, 503),
+    )
+    async def predict(request: Request) -> Response:
+        """Predict one sample, in the shape the model card declares."""
+        predictor = slot.get()
+        body = predictor.predict(await read_json(request.headers, request.receive, limit))
+        return Response(body, media_type=_JSON)
+
+    @app.post(
+        "/predict/batch",
+        response_model=schemas.BatchResponse,
+        tags=["Predict"],
+        responses=_errors(400, 401, 413, 415, 422, 503),
+    )
+    async def predict_batch(request: Request) -> Response:
+        """Predict up to MAX_BATCH_SIZE samples; each equals ``/predict`` on it alone."""
+        predictor = slot.get()
+        body = predictor.predict_batch(await read_json(request.headers, request.receive, limit))
+        return Response(body, media_type=_JSON)
+
+    @app.get(
+        "/model", response_model=schemas.ModelInfo, tags=["Model"], responses=_errors(401, 503)
+    )
+    async def model() -> dict[str, Any]:
+        """The model card (without golden samples), the fold report and the startup checks."""
+        runtime = slot.get().runtime
+        card = runtime.card.public()
+        return {
+            "model_version": runtime.version,
+            "card": card,
+            "fold_report": card["fold"],
+            "checks": runtime.checks,
+        }
+
+    @app.get("/health/live", response_model=schemas.Live, tags=["Health"])
+    async def live() -> dict[str, bool]:
+        """The process is up."""
+        return {"live": True}
+
+    @app.get("/health/ready", response_model=schemas.Ready, tags=["Health"], responses=_errors(503))
+    async def ready() -> dict[str, bool]:
+        """The model is loaded and passed its checks."""
+        slot.get()
+        return {"ready": True}
+
+    @app.get(
+        "/metrics",
+        tags=["Health"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                "description": "Prometheus text format",
+            },
+            **_errors(401),
+        },
+    )
+    async def prometheus() -> Response:
+        """Prometheus metrics of this worker."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(build_router(slot, limit))
+    # Added last = outermost: CORS, token, metrics, then the /predict fast path.
+    route = next(r for r in app.routes if getattr(r, "path", None) == "/predict")
+    app.add_middleware(PredictFastPath, slot=slot, limit=limit, route=route)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.api_token:
+        from service.security import TokenGuard
+
+        app.add_middleware(TokenGuard, token=settings.api_token)
+    if settings.cors_origin_list:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            if slot.predictor is not None:
+                _document_bodies(app.openapi_schema, slot.predictor, settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.state.slot = slot
+    app.state.metrics = metrics
+    return app
+
+
+def _document_bodies(spec: dict[str, Any], predictor: Predictor, settings: Settings) -> None:
+    """Fill in the request bodies, derived from the served model's card."""
+    card = predictor.runtime.card
+    limit = settings.max_batch_size
+    examples = {
+        "golden": {
+            "summary": card.golden[0].note if card.golden else "sample",
+            "value": schemas.sample_example(card),
+        }
+    }
+    named = schemas.named_example(card)
+    if named is not None:
+        examples["by_name"] = {"summary": "features by name", "value": named}
+    batch_value = {
+        "samples": [schemas.sample_example(card, i) for i in range(min(2, len(card.golden)))]
+    }
+    bodies = {
+        "/predict": (schemas.sample_schema(card), examples),
+        "/predict/batch": (
+            schemas.batch_schema(card, limit),
+            {"two": {"summary": "two samples", "value": batch_value}},
+        ),
+    }
+    infer = (
+        schemas.infer_schema(card, limit),
+        {"golden": {"summary": "one sample", "value": schemas.infer_example(card)}},
+    )
+    for path, item in spec.get("paths", {}).items():
+        body = bodies.get(path, infer if path.endswith("/infer") else None)
+        if body is None or "post" not in item:
+            continue
+        schema, example = body
+        item["post"]["requestBody"] = {
+            "required": True,
+            "content": {_JSON: {"schema": schema, "examples": example}},
+        }
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers (``service.app:app_from_env``): settings from the environment."""
+    settings = Settings()  # type: ignore[call-arg]  # MODEL_PATH comes from the environment
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return create_app(settings)

@@ -1,0 +1,91 @@
+"""Reading request bodies: content type (415) and size limit (413) before any parsing.
+
+Plain functions over ASGI ``receive`` and header values, shared by the FastAPI
+routes and the ``/predict`` fast path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import Receive
+
+from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.jsonio import loads
+
+JSON = "application/json"
+BINARY_HEADER = "inference-header-content-length"  # Open Inference Protocol binary extension
+
+
+def media_type(content_type: str | None) -> str | None:
+    """``application/json; charset=utf-8`` -> ``application/json``."""
+    return None if content_type is None else content_type.split(";", 1)[0].strip().lower()
+
+
+def check_json(content_type: str | None) -> None:
+    """415 unless the body is declared as JSON."""
+    media = media_type(content_type)
+    if media != JSON:
+        shown = "none" if media is None else repr(media[:40])
+        raise UnsupportedMediaType(f"Content-Type must be {JSON}, got {shown}")
+
+
+def check_length(declared: str | None, limit: int) -> None:
+    """413 from the Content-Length header alone, before reading anything."""
+    if declared is None:
+        return
+    if not declared.isdigit():
+        raise BadRequest("invalid Content-Length header")
+    if int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
+
+
+async def receive_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, counting chunks as they arrive (chunked uploads have no length)."""
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        return body
+    chunks, size = [body], len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(headers: Any, receive: Receive, limit: int) -> Any:
+    """A JSON body declared as ``application/json`` (``headers``: a Starlette ``Headers``)."""
+    check_json(headers.get("content-type"))
+    check_length(headers.get("content-length"), limit)
+    return loads(await receive_body(receive, limit))
+
+
+async def read_inference(headers: Any, receive: Receive, limit: int) -> tuple[Any, bytes]:
+    """An Open Inference Protocol body: JSON, optionally followed by binary tensor data.
+
+    Clients such as tritonclient send no Content-Type, so a missing one means JSON.
+    """
+    media = media_type(headers.get("content-type"))
+    header = headers.get(BINARY_HEADER)
+    allowed = (None, JSON, "application/octet-stream") if header is not None else (None, JSON)
+    if media not in allowed:
+        raise UnsupportedMediaType(f"Content-Type must be {JSON}, got {str(media)[:40]!r}")
+    check_length(headers.get("content-length"), limit)
+    body = await receive_body(receive, limit)
+    if header is None:
+        return loads(body), b""
+    if not header.isdigit() or int(header) > len(body):
+        raise BadRequest(
+            "Inference-Header-Content-Length must be the size in bytes of the JSON "
+            f"header (0..{len(body)})"
+        )
+    split = int(header)
+    return loads(body[:split]), body[split:]

@@ -1,0 +1,146 @@
+"""Model-aware validation: JSON values -> float32 arrays of the card's sample shape.
+
+Everything here raises ``InvalidInput`` with a message naming the field and the
+expected shape, and never echoes the input. Values must be JSON numbers (not
+booleans, strings or null), finite, and within float32 range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from service.card import InputSpec
+from service.errors import InvalidInput
+
+_NUMBER_TYPES = frozenset((int, float))
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_SHOWN = 40  # characters of a client-supplied name that a message may quote
+
+
+def quote(name: object) -> str:
+    """A client-supplied key, shortened so that a message never echoes much input."""
+    text = str(name)
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
+
+
+def check_numbers(values: list[Any], field: str) -> None:
+    """``InvalidInput`` naming the first item of ``values`` that is not a JSON number."""
+    if not _NUMBER_TYPES.issuperset(map(type, values)):
+        bad = next(i for i, v in enumerate(values) if type(v) not in _NUMBER_TYPES)
+        kind = type(values[bad]).__name__.replace("NoneType", "null")
+        raise InvalidInput(f"{field}[{bad}] must be a number, got {kind}")
+
+
+def to_float32(values: Any, shape: tuple[int, ...], field: str) -> np.ndarray:
+    """A finite float32 array of ``shape`` from numbers (floats/ints) already type-checked."""
+    try:
+        wide = np.array(values, dtype=np.float64)
+    except (OverflowError, ValueError):  # ints beyond float64
+        raise InvalidInput(f"{field}: a value is out of float32 range") from None
+    if not (np.abs(wide) <= FLOAT32_MAX).all():  # NaN compares False too
+        raise InvalidInput(f"{field}: values must be finite and within float32 range")
+    return wide.astype(np.float32).reshape(shape)
+
+
+class SampleCodec:
+    """Turns request JSON into model input, for one card's ``InputSpec``."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        self.spec = spec
+        self.sample_shape: tuple[int, ...] = spec.sample_shape
+        self.size = int(np.prod(self.sample_shape))
+        self.key = "features" if spec.kind == "tabular" else "image"
+        self.names = list(spec.feature_names or [])
+        self._index = {name: i for i, name in enumerate(self.names)}
+        # Images may drop a single channel axis: [[...]] (H, W) for (1, H, W).
+        self.grid = (
+            self.sample_shape[1:]
+            if spec.kind == "image" and self.sample_shape[0] == 1
+            else self.sample_shape
+        )
+        self.expected = self._describe()
+
+    def _describe(self) -> str:
+        if self.spec.kind == "tabular":
+            names = " or an object with the feature names" if self.names else ""
+            return f"a list of {self.size} numbers{names}"
+        dims = " x ".join(str(d) for d in self.grid)
+        return f"a nested list of {dims} numbers"
+
+    def sample(self, payload: Any, where: str = "") -> np.ndarray:
+        """One request body (``{"features": ...}`` or ``{"image": ...}``) -> (1, *shape)."""
+        if type(payload) is not dict:
+            raise InvalidInput(
+                f"{where.rstrip('.') or 'body'} must be a JSON object with {self.key!r}"
+            )
+        if len(payload) != 1 or self.key not in payload:
+            extra = [k for k in payload if k != self.key]
+            if extra:
+                raise InvalidInput(
+                    f"{where}unexpected field {quote(extra[0])}: expected only {self.key!r}"
+                )
+            raise InvalidInput(f"{where}missing field {self.key!r}: expected {self.expected}")
+        field = f"{where}{self.key}"
+        value = payload[self.key]
+        if self.spec.kind == "tabular":
+            array = self._tabular(value, field)
+        else:
+            array = self._image(value, field)
+        return array.reshape((1, *self.sample_shape))
+
+    def _tabular(self, value: Any, field: str) -> np.ndarray:
+        if type(value) is dict and self.names:
+            return self._named(value, field)
+        if type(value) is not list or len(value) != self.size:
+            got = f"{len(value)} values" if type(value) is list else type(value).__name__
+            raise InvalidInput(f"{field}: expected {self.expected}, got {got}")
+        check_numbers(value, field)
+        return to_float32(value, self.sample_shape, field)
+
+    def _named(self, value: dict[str, Any], field: str) -> np.ndarray:
+        index = self._index
+        unknown = [k for k in value if k not in index]
+        if unknown:
+            raise InvalidInput(f"{field}: unknown feature {quote(unknown[0])}")
+        if len(value) != self.size:
+            missing = [n for n in self.names if n not in value]
+            shown = ", ".join(repr(n) for n in missing[:3])
+            more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+            raise InvalidInput(f"{field}: missing feature(s) {shown}{more}")
+        ordered = [value[n] for n in self.names]
+        for name, v in zip(self.names, ordered, strict=True):
+            if type(v) not in _NUMBER_TYPES:
+                raise InvalidInput(f"{field}.{name} must be a number, got {type(v).__name__}")
+        return to_float32(ordered, self.sample_shape, field)
+
+    def _image(self, value: Any, field: str) -> np.ndarray:
+        if len(self.grid) < len(self.sample_shape) and type(value) is list and len(value) == 1:
+            value = value[0]  # [C=1][H][W] given in full
+        if not _is_grid(value, self.grid):  # the common case in one pass; details if not
+            _check_nested(value, self.grid, field, self.expected)
+        return to_float32(value, self.sample_shape, field)
+
+
+def _is_grid(value: Any, shape: tuple[int, ...]) -> bool:
+    """True if ``value`` is exactly an (H, W) list of lists of numbers."""
+    if len(shape) != 2 or type(value) is not list or len(value) != shape[0]:
+        return False
+    width, numbers = shape[1], _NUMBER_TYPES
+    return all(
+        type(row) is list and len(row) == width and numbers.issuperset(map(type, row))
+        for row in value
+    )
+
+
+def _check_nested(value: Any, shape: tuple[int, ...], field: str, expected: str) -> None:
+    """Checks that ``value`` is lists nested exactly as ``shape`` with numbers at the leaves."""
+    if type(value) is not list or len(value) != shape[0]:
+        got = f"{len(value)} items" if type(value) is list else type(value).__name__
+        raise InvalidInput(f"{field}: expected {expected}, got {got}")
+    if len(shape) == 1:
+        check_numbers(value, field)
+        return
+    for i, item in enumerate(value):
+        _check_nested(item, shape[1:], f"{field}[{i}]", expected)

@@ -1,0 +1,194 @@
+"""The ONNX Runtime session behind the service, checked against its model card.
+
+This module knows nothing of HTTP. ``ModelRuntime.load`` refuses, with a
+one-line ``ModelLoadError``, any file whose weights hash, BatchNormalization
+count or golden samples disagree with its card: the service never serves a
+model that disagrees with its own card.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from service.card import LOGITS, PROBABILITIES, ModelCard, count_ops, read_card, weights_sha256
+
+__all__ = ["ModelLoadError", "ModelRuntime"]
+
+VERSION_CHARS = 12  # the model version is the weights hash, shortened like a git commit
+
+
+class ModelLoadError(Exception):
+    """The model file cannot be served; the message is one line."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class ModelRuntime:
+    """One ORT session plus the card it was checked against.
+
+    ``run`` is the only call on the request path: it takes a float32 array of
+    shape ``(N, *card.input.sample_shape)`` that the caller has validated.
+    """
+
+    def __init__(
+        self, session: ort.InferenceSession, card: ModelCard, path: Path, load_seconds: float
+    ) -> None:
+        self.session = session
+        self.card = card
+        self.path = path
+        self.load_seconds = load_seconds
+        self.name = card.name
+        self.version = card.weights_sha256[:VERSION_CHARS]
+        self.input_name = card.input.name
+        self.sample_shape: tuple[int, ...] = card.input.sample_shape
+        self.labels: list[str] = list(card.labels)
+        self._outputs = [
+            card.outputs.get("logits", LOGITS),
+            card.outputs.get("probabilities", PROBABILITIES),
+        ]
+        self._run = session.run
+        self.checks: dict[str, object] = {}
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, intra_op_threads: int = 1, inter_op_threads: int = 1
+    ) -> ModelRuntime:
+        """Read ``path``, run every startup check and return a ready runtime."""
+        start = time.perf_counter()
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+        card = _check_file(data, path)
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises several unrelated types for bad graphs
+            raise ModelLoadError(f"ONNX Runtime refused {path}: {_first_line(exc)}") from None
+        del data
+        runtime = cls(session, card, path, 0.0)
+        runtime._check_session()
+        runtime._check_golden()
+        runtime.load_seconds = time.perf_counter() - start
+        return runtime
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and probabilities, each ``(N, classes)`` float32, for a validated batch.
+
+        Each sample runs on its own, so a sample's result never depends on what
+        else is in the batch (ORT may pick other kernels for other batch sizes).
+        """
+        run, outputs, name = self._run, self._outputs, self.input_name
+        if len(batch) == 1:
+            logits, probs = run(outputs, {name: batch})
+            return logits, probs
+        rows = [run(outputs, {name: batch[i : i + 1]}) for i in range(len(batch))]
+        return (
+            np.concatenate([r[0] for r in rows]),
+            np.concatenate([r[1] for r in rows]),
+        )
+
+    def _check_session(self) -> None:
+        card = self.card
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != card.input.name:
+            found = [i.name for i in inputs]
+            raise ModelLoadError(f"graph inputs {found} differ from the card's {card.input.name!r}")
+        shape = list(inputs[0].shape)
+        declared = card.input.shape
+        if len(shape) != len(declared) or any(
+            isinstance(got, int) and got != want
+            for got, want in zip(shape[1:], declared[1:], strict=True)
+        ):
+            raise ModelLoadError(f"graph input shape {shape} differs from the card's {declared}")
+        names = {o.name for o in self.session.get_outputs()}
+        missing = [o for o in self._outputs if o not in names]
+        if missing:
+            raise ModelLoadError(f"graph has no output(s) {missing}; it has {sorted(names)}")
+
+    def _check_golden(self) -> None:
+        card = self.card
+        if not card.golden:
+            raise ModelLoadError("the card has no golden samples to check the model against")
+        size = int(np.prod(self.sample_shape))
+        batch = np.empty((len(card.golden), *self.sample_shape), dtype=np.float32)
+        for i, sample in enumerate(card.golden):
+            if len(sample.input) != size or len(sample.probabilities) != len(self.labels):
+                raise ModelLoadError(
+                    f"golden sample {sample.note!r} has {len(sample.input)} inputs and "
+                    f"{len(sample.probabilities)} probabilities; the card declares "
+                    f"{size} and {len(self.labels)}"
+                )
+            batch[i] = np.asarray(sample.input, dtype=np.float32).reshape(self.sample_shape)
+        try:
+            probs = self.run(batch)[1]
+        except Exception as exc:
+            raise ModelLoadError(
+                f"the model fails on its golden samples: {_first_line(exc)}"
+            ) from None
+        if probs.shape != (len(card.golden), len(self.labels)):
+            raise ModelLoadError(
+                f"probabilities have shape {list(probs.shape[1:])}, "
+                f"the card has {len(self.labels)} labels"
+            )
+        worst = 0.0
+        for sample, got in zip(card.golden, probs, strict=True):
+            delta = float(np.max(np.abs(got - np.asarray(sample.probabilities, np.float32))))
+            if not delta <= card.golden_tolerance:  # NaN fails too
+                raise ModelLoadError(
+                    f"golden sample {sample.note!r} does not reproduce: max |Δprobability| "
+                    f"{delta:.3g} > tolerance {card.golden_tolerance:.3g}"
+                )
+            worst = max(worst, delta)
+        whole = self.session.run(self._outputs, {self.input_name: batch})[1]
+        if not np.allclose(whole, probs, rtol=0, atol=card.golden_tolerance):
+            raise ModelLoadError("results depend on the batch (BatchNorm in training mode?)")
+        self.checks = {
+            "weights_sha256": "matches the card",
+            "batch_normalization_nodes": 0,
+            "golden_samples": len(card.golden),
+            "golden_tolerance": card.golden_tolerance,
+            "golden_max_abs_delta": worst,
+        }
+
+
+def _check_file(data: bytes, path: Path) -> ModelCard:
+    """Parse the file, read its card, check the weights hash and the BN count."""
+    import onnx  # only needed at load time
+
+    try:
+        model = onnx.load_from_string(data)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ModelLoadError(f"{path} is not an ONNX model: {_first_line(exc)}") from None
+    try:
+        card = read_card(model)
+    except KeyError as exc:
+        raise ModelLoadError(f"{path}: {exc.args[0]}") from None
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: invalid model card: {_first_line(exc)}") from None
+    digest = weights_sha256(model)
+    if digest != card.weights_sha256:
+        raise ModelLoadError(
+            f"weights hash {digest[:16]}... differs from the card's "
+            f"{card.weights_sha256[:16]}... (file modified after export?)"
+        )
+    bn = count_ops(model, "BatchNormalization")
+    if bn:
+        raise ModelLoadError(
+            f"{bn} BatchNormalization node(s) left in the graph; serve folded models only"
+        )
+    return card

@@ -1,0 +1,244 @@
+"""Response models and model-derived request schemas (for the OpenAPI docs).
+
+Request bodies are parsed by hand on the hot path (``service.inputs``); the
+schemas below document them precisely, with examples taken from the served
+model's own golden samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from service.card import ModelCard
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+class PredictResponse(BaseModel):
+    """One sample's prediction."""
+
+    label: str = Field(description="The predicted class label.")
+    class_index: int = Field(description="Index of the label in the card's labels.")
+    probabilities: dict[str, float] = Field(description="Softmax probability of each label.")
+    model_version: str = Field(description="The model's weights hash (first 12 hex digits).")
+
+
+class BatchResponse(BaseModel):
+    """One prediction per sample, in order; each equals ``/predict`` for that sample alone."""
+
+    predictions: list[PredictResponse]
+
+
+class ErrorBody(BaseModel):
+    """Every error: one line naming the field at fault."""
+
+    error: str
+
+
+class Live(BaseModel):
+    live: bool
+
+
+class Ready(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class ModelInfo(BaseModel):
+    """The card without golden samples, the fold report and the startup checks."""
+
+    model_version: str
+    card: dict[str, Any]
+    fold_report: dict[str, Any]
+    checks: dict[str, Any]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class OutputTensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[float]
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[OutputTensor]
+
+
+def _number() -> dict[str, Any]:
+    return {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+
+
+def _nested(shape: tuple[int, ...]) -> dict[str, Any]:
+    if not shape:
+        return _number()
+    return {
+        "type": "array",
+        "items": _nested(shape[1:]),
+        "minItems": shape[0],
+        "maxItems": shape[0],
+    }
+
+
+def _grid(card: ModelCard) -> tuple[int, ...]:
+    shape = card.input.sample_shape
+    return shape[1:] if card.input.kind == "image" and shape[0] == 1 else shape
+
+
+def sample_schema(card: ModelCard) -> dict[str, Any]:
+    """JSON schema of one ``/predict`` body for this model."""
+    spec = card.input
+    if spec.kind == "image":
+        value: dict[str, Any] = _nested(_grid(card))
+        value["description"] = f"{spec.description}; nested as {list(_grid(card))}."
+        key = "image"
+    else:
+        value = _nested(spec.sample_shape)
+        if spec.feature_names:
+            named = {
+                "type": "object",
+                "properties": {n: _number() for n in spec.feature_names},
+                "required": list(spec.feature_names),
+                "additionalProperties": False,
+            }
+            value = {"oneOf": [value, named]}
+        value["description"] = f"{spec.description}; in the order {spec.feature_names}."
+        key = "features"
+    return {
+        "type": "object",
+        "properties": {key: value},
+        "required": [key],
+        "additionalProperties": False,
+    }
+
+
+def sample_example(card: ModelCard, index: int = 0) -> dict[str, Any]:
+    """A real sample (a golden one) as a ``/predict`` body."""
+    flat = card.golden[index].input if card.golden else [0.0] * _size(card)
+    if card.input.kind == "image":
+        return {"image": _reshape(flat, _grid(card))}
+    return {"features": list(flat)}
+
+
+def named_example(card: ModelCard) -> dict[str, Any] | None:
+    """The first golden sample with feature names, when the card has names."""
+    names = card.input.feature_names
+    if not names or card.input.kind != "tabular":
+        return None
+    return {"features": dict(zip(names, sample_example(card)["features"], strict=True))}
+
+
+def batch_schema(card: ModelCard, limit: int) -> dict[str, Any]:
+    """JSON schema of a ``/predict/batch`` body."""
+    return {
+        "type": "object",
+        "properties": {
+            "samples": {
+                "type": "array",
+                "items": sample_schema(card),
+                "minItems": 1,
+                "maxItems": limit,
+            }
+        },
+        "required": ["samples"],
+        "additionalProperties": False,
+    }
+
+
+def infer_schema(card: ModelCard, limit: int) -> dict[str, Any]:
+    """JSON schema of an Open Inference Protocol infer request for this model."""
+    sample = list(card.input.sample_shape)
+    tensor = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "enum": [card.input.name]},
+            "shape": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": f"[N, {', '.join(map(str, sample))}] with 1 <= N <= {limit}",
+            },
+            "datatype": {"type": "string", "enum": ["FP32", "FP64", "INT32", "INT64"]},
+            "data": {"type": "array", "description": "Row-major values, flat or nested."},
+            "parameters": {"type": "object"},
+        },
+        "required": ["name", "shape", "datatype", "data"],
+    }
+    output = {
+        "type": "object",
+        "properties": {
+            "name": {
+                "type": "string",
+                "enum": [card.outputs["logits"], card.outputs["probabilities"]],
+            },
+            "parameters": {"type": "object"},
+        },
+        "required": ["name"],
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1},
+            "outputs": {"type": "array", "items": output},
+        },
+        "required": ["inputs"],
+    }
+
+
+def infer_example(card: ModelCard) -> dict[str, Any]:
+    """One golden sample as an infer request."""
+    flat = card.golden[0].input if card.golden else [0.0] * _size(card)
+    return {
+        "id": "example-1",
+        "inputs": [
+            {
+                "name": card.input.name,
+                "shape": [1, *card.input.sample_shape],
+                "datatype": "FP32",
+                "data": list(flat),
+            }
+        ],
+    }
+
+
+def _size(card: ModelCard) -> int:
+    size = 1
+    for dim in card.input.sample_shape:
+        size *= dim
+    return size
+
+
+def _reshape(flat: list[float], shape: tuple[int, ...]) -> Any:
+    if len(shape) == 1:
+        return list(flat)
+    step = len(flat) // shape[0]
+    return [_reshape(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]

@@ -1,0 +1,109 @@
+"""Service settings, read from environment variables (pydantic-settings).
+
+Variable names carry no prefix (``MODEL_PATH``, ``PORT``, ...) because that is
+what the Makefile, the README and the Docker image use. Unsafe or nonsensical
+values are refused at startup with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class Settings(BaseSettings):
+    """Everything the service can be configured with; one field per environment variable."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        extra="ignore",
+        env_ignore_empty=True,
+        frozen=True,
+        protected_namespaces=(),
+    )
+
+    model_path: Path = Field(description="MODEL_PATH: the bnfold ONNX file to serve.")
+    ort_intra_op_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="ORT_INTRA_OP_THREADS: ORT threads per worker. ORT's default pool spins "
+        "threads on other cores and escapes CPU pinning, so 1 unless measured otherwise.",
+    )
+    ort_inter_op_threads: int = Field(default=1, ge=1, le=256)
+    max_batch_size: int = Field(
+        default=64, ge=1, le=4096, description="MAX_BATCH_SIZE: samples per batch request."
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        le=64 << 20,
+        description="MAX_BODY_BYTES: larger bodies get 413 before they are read.",
+    )
+    log_level: LogLevel = "info"
+    access_log: bool = Field(default=False, description="ACCESS_LOG: uvicorn's access log.")
+    api_token: str | None = Field(
+        default=None,
+        repr=False,
+        description="API_TOKEN: if set, every route except the health probes needs "
+        "'Authorization: Bearer <token>'.",
+    )
+    cors_origins: str = Field(
+        default="",
+        description="CORS_ORIGINS: comma-separated allowed origins; empty (default) = CORS off.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("api_token")
+    @classmethod
+    def _strong_token(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("API_TOKEN must be at least 16 characters (or unset)")
+        return value
+
+    @field_validator("ort_intra_op_threads")
+    @classmethod
+    def _threads_fit(cls, value: int) -> int:
+        cores = os.cpu_count() or 1
+        if value > cores:
+            raise ValueError(f"ORT_INTRA_OP_THREADS={value} exceeds the {cores} CPU cores")
+        return value
+
+    @model_validator(mode="after")
+    def _cors_needs_explicit_origins(self) -> Settings:
+        if "*" in self.cors_origin_list and self.api_token is not None:
+            raise ValueError("CORS_ORIGINS='*' together with API_TOKEN would expose the token")
+        return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """CORS_ORIGINS split on commas, blanks dropped."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def describe_error(exc: Exception) -> str:
+    """One line naming the variable(s) at fault in a settings ``ValidationError``."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc).splitlines()[0]
+    parts = []
+    for err in errors():
+        field = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        if err.get("type") == "missing":
+            parts.append(f"{field.upper()} is not set")
+        else:
+            parts.append(f"{field.upper()}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)

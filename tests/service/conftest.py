@@ -1,0 +1,132 @@
+"""Fixtures: tiny bnfold models on disk, settings and TestClients for them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import svc_models
+
+from service.app import create_app
+from service.card import ModelCard
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+REAL_MODEL = REPO / "artifacts" / "digits" / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every fixture model, written once per session."""
+    root = tmp_path_factory.mktemp("models")
+    tab, tab_card = svc_models.tabular_model()
+    img, _ = svc_models.image_model()
+    svc_models.save(tab, root / "tabular.onnx")
+    svc_models.save(img, root / "image.onnx")
+    other, _ = svc_models.tabular_model(seed=7)
+    svc_models.save(svc_models.with_card(other, tab_card), root / "hash_mismatch.onnx")
+    svc_models.save(svc_models.with_batchnorm(tab, tab_card), root / "batchnorm.onnx")
+    wrong = [g.model_copy(update={"probabilities": [1.0, 0.0, 0.0]}) for g in tab_card.golden]
+    svc_models.save(svc_models.with_card(tab, tab_card, golden=wrong), root / "wrong_golden.onnx")
+    svc_models.save(svc_models.without_card(tab), root / "no_card.onnx")
+    (root / "corrupt.onnx").write_bytes(b"\x08\x07this is not protobuf\xff\xfe" * 8)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tabular_card() -> ModelCard:
+    return svc_models.tabular_model()[1]
+
+
+@pytest.fixture(scope="session")
+def image_card() -> ModelCard:
+    return svc_models.image_model()[1]
+
+
+def make_settings(path: Path, **changes: object) -> Settings:
+    """Settings for ``path`` that ignore the process environment."""
+    return Settings(model_path=path, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def tabular(model_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(model_dir / "tabular.onnx"))) as client:
+        yield client
+
+
+@pytest.fixture()
+def image(model_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(model_dir / "image.onnx"))) as client:
+        yield client
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (good enough on 127.0.0.1 in tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_service(
+    model: Path, port: int, *, env: dict[str, str] | None = None, user: int | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m service`` on 127.0.0.1:port serving ``model``."""
+    environ = {**os.environ, "MODEL_PATH": str(model), "LOG_LEVEL": "warning", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, user=user,
+    )
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 30.0) -> float:
+    """Seconds until ``url/health/ready`` answers 200; fails if the process dies first."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise AssertionError(f"service exited with {proc.returncode}: {err}")
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return time.monotonic() - start
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError("service not ready in time")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate the process we started (by its own handle) and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
+@pytest.fixture(scope="session")
+def live_image(model_dir: Path) -> Iterator[str]:
+    """The service under uvicorn on 127.0.0.1, serving the image fixture model."""
+    port = free_port()
+    proc = start_service(model_dir / "image.onnx", port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, url)
+        yield url
+    finally:
+        stop(proc)

@@ -1,0 +1,222 @@
+"""Tiny bnfold-style ONNX models built with onnx.helper + numpy, and their broken variants.
+
+Golden outputs are computed here with numpy (an oracle independent of ONNX
+Runtime). Also used by ``benchmarks/serve_load.py`` for a model of the digits
+CNN's size while the real one does not exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from numpy.lib.stride_tricks import sliding_window_view
+from onnx import TensorProto, helper, numpy_helper
+
+from service.card import FoldSummary, GoldenSample, InputSpec, ModelCard, weights_sha256, write_card
+
+OPSET = 17
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # x (N, C, H, W), w (O, C, k, k), no padding, stride 1 -> (N, O, H-k+1, W-k+1)
+    windows = sliding_window_view(x, w.shape[2:], axis=(2, 3))  # (N, C, H', W', k, k)
+    return np.einsum("nchwij,ocij->nohw", windows, w) + b[None, :, None, None]
+
+
+class _Graph:
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def weight(self, *shape: int) -> tuple[str, np.ndarray]:
+        self.count += 1
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        value = (self.rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+        name = f"w{self.count}"
+        self.inits.append(numpy_helper.from_array(value, name))
+        return name, value
+
+    def node(self, op: str, inputs: list[str], **attrs: object) -> str:
+        self.count += 1
+        out = f"t{self.count}"
+        self.nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+
+def _finish(g: _Graph, x_info: onnx.ValueInfoProto, logits: str, classes: int) -> onnx.ModelProto:
+    g.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
+    g.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
+    outs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", classes])
+        for n in ("logits", "probabilities")
+    ]
+    graph = helper.make_graph(g.nodes, "bnfold_test", [x_info], outs, g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def tabular_model(seed: int = 0, hidden: int = 8) -> tuple[onnx.ModelProto, ModelCard]:
+    """A 4-feature, 3-class MLP (Gemm-Relu-Gemm) with feature names."""
+    g = _Graph(seed)
+    w1, a1 = g.weight(hidden, 4)
+    b1, c1 = g.weight(hidden)
+    w2, a2 = g.weight(3, hidden)
+    b2, c2 = g.weight(3)
+    h = g.node("Relu", [g.node("Gemm", ["input", w1, b1], transB=1)])
+    logits = g.node("Gemm", [h, w2, b2], transB=1)
+    x_info = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])
+    model = _finish(g, x_info, logits, 3)
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        return np.maximum(x @ a1.T + c1, 0) @ a2.T + c2
+
+    samples = np.random.default_rng(seed + 1).standard_normal((3, 4)).astype(np.float32)
+    spec = InputSpec(
+        shape=[-1, 4],
+        kind="tabular",
+        feature_names=FEATURES,
+        description="standardized iris-like measurements",
+    )
+    return model, _card(
+        model, "iris", spec, ["setosa", "versicolor", "virginica"], samples, forward
+    )
+
+
+def image_model(
+    seed: int = 0, channels: tuple[int, ...] = (4,), hidden: int = 0
+) -> tuple[onnx.ModelProto, ModelCard]:
+    """A 1x8x8, 10-class CNN: (Conv 3x3 -> Relu) per entry of ``channels``, then Gemm(s)."""
+    g = _Graph(seed)
+    x, size, c_in, layers = "input", 8, 1, []
+    for c_out in channels:
+        w, a = g.weight(c_out, c_in, 3, 3)
+        b, c = g.weight(c_out)
+        x = g.node("Relu", [g.node("Conv", [x, w, b], kernel_shape=[3, 3])])
+        layers.append((a, c))
+        size, c_in = size - 2, c_out
+    x = g.node("Flatten", [x], axis=1)
+    dense = []
+    width = c_in * size * size
+    for out in ([hidden] if hidden else []) + [10]:
+        w, a = g.weight(out, width)
+        b, c = g.weight(out)
+        x = g.node("Gemm", [x, w, b], transB=1)
+        if out != 10:
+            x = g.node("Relu", [x])
+        dense.append((a, c))
+        width = out
+    x_info = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 8, 8])
+    model = _finish(g, x_info, x, 10)
+
+    def forward(v: np.ndarray) -> np.ndarray:
+        for a, c in layers:
+            v = np.maximum(_conv(v, a, c), 0)
+        v = v.reshape(len(v), -1)
+        for i, (a, c) in enumerate(dense):
+            v = v @ a.T + c
+            if i < len(dense) - 1:
+                v = np.maximum(v, 0)
+        return v
+
+    samples = np.random.default_rng(seed + 1).uniform(0, 16, (3, 1, 8, 8)).astype(np.float32)
+    samples[2] = 0.0
+    spec = InputSpec(
+        shape=[-1, 1, 8, 8], kind="image", image_hw=(8, 8), description="raw 8x8 pixels 0..16"
+    )
+    return model, _card(model, "digits", spec, [str(d) for d in range(10)], samples, forward)
+
+
+def _card(model, name, spec, labels, samples, forward) -> ModelCard:
+    logits = forward(samples.astype(np.float64))
+    probs = _softmax(logits)
+    golden = [
+        GoldenSample(
+            note=f"sample[{i}]",
+            input=s.ravel().tolist(),
+            logits=lg.tolist(),
+            probabilities=p.tolist(),
+        )
+        for i, (s, lg, p) in enumerate(zip(samples, logits, probs, strict=True))
+    ]
+    card = ModelCard(
+        name=name,
+        input=spec,
+        labels=labels,
+        stats_mode="exact",
+        bn_nodes=0,
+        fold=FoldSummary(
+            bn_total=1,
+            folded=1,
+            refused=0,
+            max_relative_error=1e-7,
+            entries=[{"bn": "bn1", "into": "w1", "status": "folded"}],
+        ),
+        metrics={"test_acc_exact": 0.9},
+        versions={"onnx": onnx.__version__},
+        created_at="2026-11-23T00:00:00Z",
+        opset=OPSET,
+        weights_sha256=weights_sha256(model),
+        golden_tolerance=1e-5,
+        golden=golden,
+    )
+    write_card(model, card)
+    return card
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    """Write ``model`` to ``path`` and return the path."""
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def with_card(model: onnx.ModelProto, card: ModelCard, **changes: object) -> onnx.ModelProto:
+    """A copy of ``model`` whose card has ``changes`` applied."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    write_card(copy, card.model_copy(update=changes))
+    return copy
+
+
+def with_batchnorm(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
+    """A copy with an identity-like BatchNormalization before ``logits`` (hash kept consistent)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    ident = next(n for n in copy.graph.node if n.op_type == "Identity")
+    classes = len(card.labels)
+    for stat, value in (("bn_scale", 1.0), ("bn_bias", 0.0), ("bn_mean", 0.0), ("bn_var", 1.0)):
+        copy.graph.initializer.append(
+            numpy_helper.from_array(np.full(classes, value, np.float32), stat)
+        )
+    position = list(copy.graph.node).index(ident)
+    copy.graph.node.insert(
+        position,
+        helper.make_node(
+            "BatchNormalization",
+            [ident.input[0], "bn_scale", "bn_bias", "bn_mean", "bn_var"],
+            ["bn_out"],
+            epsilon=0.0,
+        ),
+    )
+    copy.graph.node[position + 1].input[0] = "bn_out"
+    write_card(copy, card.model_copy(update={"weights_sha256": weights_sha256(copy)}))
+    return copy
+
+
+def without_card(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with no metadata at all."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    del copy.metadata_props[:]
+    return copy

@@ -1,0 +1,45 @@
+"""Prometheus metrics: counts by route and status, histograms, model load time."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from service.metrics import Metrics
+
+
+def _value(text: str, prefix: str) -> float:
+    lines = [line for line in text.splitlines() if line.startswith(prefix)]
+    assert lines, prefix
+    return float(lines[0].rsplit(" ", 1)[1])
+
+
+def test_counts_by_route_template_and_status(image: TestClient) -> None:
+    image.post("/predict", json={})
+    image.post("/predict", json={})
+    image.get("/v2/models/digits")
+    image.get("/v2/models/unknown")
+    image.get("/no/such/path")
+    text = image.get("/metrics").text
+    assert _value(text, 'bnfold_requests_total{route="/predict",status="422"}') == 2
+    assert _value(text, 'bnfold_requests_total{route="/v2/models/{model_name}",status="200"}') == 1
+    assert _value(text, 'bnfold_requests_total{route="/v2/models/{model_name}",status="404"}') == 1
+    assert _value(text, 'bnfold_requests_total{route="unmatched",status="404"}') == 1
+    assert "/no/such/path" not in text
+
+
+def test_latency_inference_and_load_time(image: TestClient) -> None:
+    image.post("/v2/models/digits/infer", json={"inputs": [
+        {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]})
+    text = image.get("/metrics").text
+    assert _value(text, "bnfold_inference_duration_seconds_count") == 1
+    assert _value(text, 'bnfold_request_duration_seconds_count{route="/v2/models/{model_name}'
+                        '/infer"}') == 1
+    assert _value(text, "bnfold_model_load_seconds") > 0
+    assert 'bnfold_model_info{name="digits"' in text
+    assert image.get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+def test_registries_are_per_app() -> None:
+    a, b = Metrics(), Metrics()
+    a.record("/x", 200, 0.1)
+    assert b"/x" not in b.render()

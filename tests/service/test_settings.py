@@ -1,0 +1,62 @@
+"""Settings: environment variables, defaults, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings, describe_error
+
+
+def test_defaults_are_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_PATH", "m.onnx")
+    settings = Settings()  # type: ignore[call-arg]
+    assert settings.model_path == Path("m.onnx")
+    assert settings.ort_intra_op_threads == 1
+    assert settings.host == "127.0.0.1"
+    assert settings.api_token is None
+    assert settings.cors_origin_list == []
+    assert settings.workers == 1
+
+
+def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"MODEL_PATH": "x.onnx", "MAX_BATCH_SIZE": "8", "MAX_BODY_BYTES": "4096",
+           "LOG_LEVEL": "DEBUG", "API_TOKEN": "s" * 20, "CORS_ORIGINS": "https://a, https://b",
+           "HOST": "0.0.0.0", "PORT": "9000", "WORKERS": "2", "ACCESS_LOG": "true"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()  # type: ignore[call-arg]
+    assert settings.max_batch_size == 8
+    assert settings.max_body_bytes == 4096
+    assert settings.log_level == "debug"
+    assert settings.cors_origin_list == ["https://a", "https://b"]
+    assert (settings.host, settings.port, settings.workers) == ("0.0.0.0", 9000, 2)
+    assert settings.access_log is True
+    assert "s" * 20 not in repr(settings)  # the token never shows in logs
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"api_token": "short"}, "API_TOKEN"),
+        ({"ort_intra_op_threads": 10_000}, "ORT_INTRA_OP_THREADS"),
+        ({"max_batch_size": 0}, "MAX_BATCH_SIZE"),
+        ({"max_body_bytes": 10}, "MAX_BODY_BYTES"),
+        ({"port": 70000}, "PORT"),
+        ({"log_level": "loud"}, "LOG_LEVEL"),
+        ({"api_token": "t" * 16, "cors_origins": "*"}, "CORS_ORIGINS"),
+    ],
+)
+def test_unsafe_values_are_refused(changes: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(model_path=Path("m.onnx"), **changes)  # type: ignore[arg-type]
+    assert fragment in describe_error(info.value) or fragment in str(info.value)
+
+
+def test_missing_model_path_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODEL_PATH", raising=False)
+    with pytest.raises(ValidationError) as info:
+        Settings()  # type: ignore[call-arg]
+    assert describe_error(info.value) == "MODEL_PATH is not set"

@@ -1,0 +1,168 @@
+"""Export: a folded ONNX file with no BatchNormalization, a true card, and atomic writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from service.card import count_ops, read_card, weights_sha256
+from training.checkpoint import Checkpoint, library_versions, save_checkpoint
+from training.config import ModelConfig
+from training.data import Standardization, load_splits, make_data_spec
+from training.errors import UsageError
+from training.export import MODEL_FILE, export_checkpoint
+from training.models import build_model
+from training.onnx_graph import ort_session, runtime_constant_nodes
+from training.reference import reference_model, reference_outputs
+
+
+def make_checkpoint(
+    path: Path, dataset: str, kind: str, widths: tuple[int, ...], bn_position: str = "before"
+) -> Path:
+    """A checkpoint with random weights and random BN statistics (no training needed)."""
+    torch.manual_seed(0)
+    splits = load_splits(make_data_spec(dataset))
+    config = ModelConfig(
+        kind=kind,  # type: ignore[arg-type]
+        in_shape=tuple(splits.sample_shape),
+        num_classes=len(splits.labels),
+        widths=widths,
+        bn_position=bn_position,  # type: ignore[arg-type]
+    )
+    model = build_model(config)
+    for _, bn in model.batch_norms():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.2, 3)
+        bn.weight.data.uniform_(-2, 2)
+        bn.bias.data.uniform_(-1, 1)
+    ckpt = Checkpoint(
+        model_config=config,
+        state_dict=model.state_dict(),
+        standardization=Standardization.fit(splits.train.X),
+        input=splits.input_info(),
+        labels=splits.labels,
+        stats_mode="exact",
+        metrics={"test_acc_exact": 0.5},
+        train_config={},
+        data_spec=splits.spec,
+        versions=library_versions(),
+    )
+    save_checkpoint(path, ckpt)
+    return path
+
+
+@pytest.fixture(scope="module")
+def wine_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("wine") / "ckpt.pt", "wine", "mlp", (16, 8))
+
+
+@pytest.fixture(scope="module")
+def digits_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("digits") / "ckpt.pt", "digits", "cnn", (8, 16))
+
+
+@pytest.mark.parametrize("which", ["wine_ckpt", "digits_ckpt"])
+def test_export_is_folded_true_to_its_card_and_to_the_oracle(
+    which: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    ckpt_path: Path = request.getfixturevalue(which)
+    result = export_checkpoint(ckpt_path, tmp_path)
+    model = onnx.load(str(result.path))
+    card = read_card(model)
+
+    assert count_ops(model, "BatchNormalization") == 0 == card.bn_nodes
+    assert runtime_constant_nodes(model) == []
+    assert card.fold.refused == 0 and card.fold.folded == card.fold.bn_total > 0
+    assert card.weights_sha256 == weights_sha256(model)
+    assert [o.name for o in model.graph.output] == ["logits", "probabilities"]
+    assert model.opset_import[0].version >= 17
+    onnx.checker.check_model(model, full_check=True)
+    assert (tmp_path / "card.json").is_file()
+
+    # The golden samples are the unfolded model's outputs, and ONNX Runtime reproduces them.
+    session = ort_session(str(result.path))
+    shape = card.input.sample_shape
+    for golden in card.golden:
+        x = np.asarray(golden.input, dtype=np.float32).reshape(1, *shape)
+        got = session.run(["probabilities"], {"input": x})[0][0]
+        np.testing.assert_allclose(got, golden.probabilities, atol=card.golden_tolerance)
+
+    # The whole test split, raw features in: the same as the unfolded float64 model.
+    from training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(ckpt_path)
+    x = load_splits(ckpt.data_spec).test.X
+    _, want = reference_outputs(reference_model(ckpt), x)
+    got = session.run(["probabilities"], {"input": x})[0]
+    assert np.max(np.abs(got - want)) <= 1e-5
+    assert (got.argmax(1) == want.argmax(1)).all()
+
+
+def test_card_describes_the_input(wine_ckpt: Path, tmp_path: Path) -> None:
+    card = export_checkpoint(wine_ckpt, tmp_path, name="my-wine").card
+    assert card.name == "my-wine"
+    assert card.input.kind == "tabular"
+    assert card.input.shape == [-1, 13]
+    assert card.input.feature_names is not None and len(card.input.feature_names) == 13
+    assert card.labels == ["class_0", "class_1", "class_2"]
+    assert card.stats_mode == "exact"
+    assert {"torch", "onnx", "onnxruntime"} <= card.versions.keys()
+    assert "golden" not in card.public()
+
+
+def test_bn_after_activation_is_folded_forward(tmp_path: Path) -> None:
+    ckpt = make_checkpoint(tmp_path / "ckpt.pt", "wine", "mlp", (16, 8), bn_position="after")
+    result = export_checkpoint(ckpt, tmp_path / "out")
+    directions = {e["direction"] for e in result.card.fold.entries if e["status"] == "folded"}
+    assert "forward" in directions
+    assert result.card.bn_nodes == 0
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not found"):
+        export_checkpoint(tmp_path / "nope.pt", tmp_path)
+
+
+def test_corrupt_checkpoint(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(UsageError, match="not a readable checkpoint"):
+        export_checkpoint(bad, tmp_path)
+
+
+def test_not_a_bnfold_checkpoint(tmp_path: Path) -> None:
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(UsageError, match="not a bnfold checkpoint"):
+        export_checkpoint(other, tmp_path)
+
+
+def test_output_folder_not_writable(wine_ckpt: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="not writable"):
+        export_checkpoint(wine_ckpt, blocker / "out")
+
+
+def test_opset_below_17_is_refused(wine_ckpt: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="opset"):
+        export_checkpoint(wine_ckpt, tmp_path, opset=13)
+
+
+def test_failed_export_leaves_the_previous_model(
+    wine_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    previous = export_checkpoint(wine_ckpt, tmp_path).path.read_bytes()
+
+    def broken(model: onnx.ModelProto) -> onnx.ModelProto:
+        raise RuntimeError("killed half way")
+
+    monkeypatch.setattr("training.export.check_graph", broken)
+    with pytest.raises(RuntimeError):
+        export_checkpoint(wine_ckpt, tmp_path)
+    assert (tmp_path / MODEL_FILE).read_bytes() == previous
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -1,0 +1,65 @@
+"""The run folder that ``python -m training train`` writes, every file atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from training.atomic import write_text_atomic
+from training.checkpoint import Checkpoint, library_versions, save_checkpoint
+from training.config import STATS_MODES, ModelConfig, TrainConfig
+from training.data import Splits
+from training.distributed import DistEnv
+from training.plots import plot_bn_stats, plot_curves
+from training.train import FitResult
+
+
+def write_run_folder(
+    out: Path,
+    result: FitResult,
+    splits: Splits,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    env: DistEnv,
+) -> None:
+    """Write checkpoint, per-epoch metrics, summary and plots into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    versions = library_versions()
+    save_checkpoint(
+        out / "checkpoint.pt",
+        Checkpoint(
+            model_config=model_config,
+            state_dict=result.model.state_dict(),
+            standardization=result.standardization,
+            input=splits.input_info(),
+            labels=splits.labels,
+            stats_mode=result.stats_mode,
+            metrics=result.metrics,
+            train_config=train_config.to_dict(),
+            data_spec=splits.spec,
+            versions=versions,
+        ),
+    )
+    lines = "".join(json.dumps(row) + "\n" for row in result.history)
+    write_text_atomic(out / "metrics.jsonl", lines)
+    plots = [plot_curves(result.history, out / "plots" / "curves.png")]
+    plots += plot_bn_stats(result.bn_stats["ema"], result.bn_stats["exact"], out / "plots")
+    m = result.metrics
+    summary = {
+        "dataset": splits.spec["name"],
+        "checkpoint": "checkpoint.pt",
+        "stats_mode": result.stats_mode,
+        "accuracy": {
+            split: {mode: m[f"{split}_acc_{mode}"] for mode in STATS_MODES}
+            for split in ("train", "val", "test")
+        },
+        "metrics": m,
+        "samples": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "world_size": env.world_size,
+        "model_config": model_config.to_dict(),
+        "train_config": train_config.to_dict(),
+        "data_spec": splits.spec,
+        "plots": [str(p.relative_to(out)) for p in plots],
+        "versions": versions,
+    }
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
