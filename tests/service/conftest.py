@@ -85,7 +85,11 @@ def start_service(
     environ = {**os.environ, "MODEL_PATH": str(model), "LOG_LEVEL": "warning", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, user=user,
+        cwd=REPO,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        user=user,
     )
 
 

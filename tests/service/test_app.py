@@ -69,7 +69,11 @@ def test_batch_equals_single_predictions(image: TestClient, image_card: ModelCar
         (b"[]", 422, "body must be a JSON object with 'image'"),
         (b'{"features": []}', 422, "unexpected field 'features': expected only 'image'"),
         (b"{}", 422, "missing field 'image': expected a nested list of 8 x 8 numbers"),
-        (b'{"image": [[1], [2], [3], [4], [5], [6], [7], [8]]}', 422, "image[0]: expected a nested"),
+        (
+            b'{"image": [[1], [2], [3], [4], [5], [6], [7], [8]]}',
+            422,
+            "image[0]: expected a nested",
+        ),
     ],
 )
 def test_predict_refusals(image: TestClient, body: bytes, status: int, message: str) -> None:
@@ -96,8 +100,9 @@ def test_wrong_content_type_is_415(image: TestClient) -> None:
         assert "application/json" in response.json()["error"]
     assert image.post("/predict", content=b"{}").status_code == 415  # none at all
     assert image.post("/predict/batch", content=b"{}").status_code == 415
-    ok = image.post("/predict", content=b"{}", headers={"content-type": "Application/JSON; "
-                                                                          "charset=utf-8"})
+    ok = image.post(
+        "/predict", content=b"{}", headers={"content-type": "Application/JSON; charset=utf-8"}
+    )
     assert ok.status_code == 422  # accepted as JSON, then refused for its content
 
 
@@ -192,7 +197,11 @@ def test_openapi_names_tabular_features(tabular: TestClient) -> None:
     spec = tabular.get("/openapi.json").json()
     content = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert set(content["examples"]["by_name"]["value"]["features"]) == {
-        "sepal_length", "sepal_width", "petal_length", "petal_width"}
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    }
 
 
 def test_internal_errors_are_500_without_detail(

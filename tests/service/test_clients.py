@@ -54,9 +54,7 @@ def test_tritonclient(live_image: str, image_card: ModelCard, binary: bool) -> N
         assert probs.shape == (3, 10)
         for row, sample in zip(probs, batch, strict=True):
             assert row.tolist() == pytest.approx(predict_alone(live_image, sample), abs=0)
-        np.testing.assert_allclose(
-            probs, [g.probabilities for g in image_card.golden], atol=1e-6
-        )
+        np.testing.assert_allclose(probs, [g.probabilities for g in image_card.golden], atol=1e-6)
 
         wrong = http.InferInput("input", [1, 64], "FP32")
         wrong.set_data_from_numpy(np.zeros((1, 64), np.float32), binary_data=binary)
@@ -107,7 +105,9 @@ def test_kserve_rest_client(live_image: str, image_card: ModelCard) -> None:
     batch = golden_batch(image_card)
     result = subprocess.run(
         [python, "-c", KSERVE_SCRIPT, live_image, json.dumps(batch.tolist())],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])

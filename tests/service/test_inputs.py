@@ -18,7 +18,9 @@ def test_tabular_list_and_names_agree(tabular_card: ModelCard) -> None:
     codec = SampleCodec(tabular_card.input)
     values = [0.5, -1, 2.25, 3]
     by_list = codec.sample({"features": values})
-    by_name = codec.sample({"features": dict(zip(reversed(codec.names), values[::-1], strict=True))})
+    by_name = codec.sample(
+        {"features": dict(zip(reversed(codec.names), values[::-1], strict=True))}
+    )
     assert by_list.dtype == np.float32 and by_list.shape == (1, 4)
     assert np.array_equal(by_list, by_name)
 
@@ -37,8 +39,11 @@ def test_image_with_and_without_channel_axis(image_card: ModelCard) -> None:
         ({}, "missing field 'features': expected a list of 4 numbers"),
         ({"features": [1, 2, 3, 4], "x": 1}, "unexpected field 'x': expected only 'features'"),
         ({"feature": [1, 2, 3, 4]}, "unexpected field 'feature'"),
-        ({"features": [1, 2, 3]}, "features: expected a list of 4 numbers or an object with "
-                                  "the feature names, got 3 values"),
+        (
+            {"features": [1, 2, 3]},
+            "features: expected a list of 4 numbers or an object with "
+            "the feature names, got 3 values",
+        ),
         ({"features": "1,2,3,4"}, "got str"),
         ({"features": [1, 2, "3", 4]}, "features[2] must be a number, got str"),
         ({"features": [1, None, 3, 4]}, "features[1] must be a number, got null"),
@@ -47,11 +52,22 @@ def test_image_with_and_without_channel_axis(image_card: ModelCard) -> None:
         ({"features": [1, 2, 3, 1e39]}, "within float32 range"),
         ({"features": [1, 2, 3, 10**400]}, "out of float32 range"),
         ({"features": [1, 2, 3, float("inf")]}, "finite"),
-        ({"features": {"sepal_length": 1}}, "missing feature(s) 'sepal_width', 'petal_length', "
-                                            "'petal_width'"),
+        (
+            {"features": {"sepal_length": 1}},
+            "missing feature(s) 'sepal_width', 'petal_length', 'petal_width'",
+        ),
         ({"features": {"nope": 1}}, "unknown feature 'nope'"),
-        ({"features": {"sepal_length": 1, "sepal_width": 1, "petal_length": 1,
-                       "petal_width": "1"}}, "features.petal_width must be a number, got str"),
+        (
+            {
+                "features": {
+                    "sepal_length": 1,
+                    "sepal_width": 1,
+                    "petal_length": 1,
+                    "petal_width": "1",
+                }
+            },
+            "features.petal_width must be a number, got str",
+        ),
     ],
 )
 def test_tabular_refusals(tabular_card: ModelCard, payload: Any, message: str) -> None:
@@ -64,8 +80,10 @@ def test_tabular_refusals(tabular_card: ModelCard, payload: Any, message: str) -
     ("image", "message"),
     [
         ([[0.0] * 8] * 7, "image: expected a nested list of 8 x 8 numbers, got 7 items"),
-        ([[0.0] * 8] * 7 + [[0.0] * 7], "image[7]: expected a nested list of 8 x 8 numbers, "
-                                        "got 7 items"),
+        (
+            [[0.0] * 8] * 7 + [[0.0] * 7],
+            "image[7]: expected a nested list of 8 x 8 numbers, got 7 items",
+        ),
         ([[0.0] * 8] * 7 + [[0.0] * 7 + [True]], "image[7][7] must be a number, got bool"),
         ([0.0] * 64, "image: expected a nested list of 8 x 8 numbers, got 64 items"),
         ([[[0.0] * 8] * 8] * 2, "image: expected a nested list of 8 x 8 numbers, got 2 items"),
@@ -84,7 +102,6 @@ def test_messages_never_echo_long_keys(tabular_card: ModelCard) -> None:
     assert len(info.value.message) < 120
 
 
-@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=4,
-                max_size=4))
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=4, max_size=4))
 def test_any_finite_float32_round_trips(values: list[float]) -> None:
     assert to_float32(values, (4,), "f").tolist() == values

@@ -28,10 +28,17 @@ def test_malformed_bodies_are_400(loads, body: bytes) -> None:
         loads(body)
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers(-(2**53), 2**53)
-                    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-                    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
-                    max_leaves=20))
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**53), 2**53)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+)
 def test_both_encoders_round_trip_the_same_values(value) -> None:
     assert json.loads(jsonio.dumps(value)) == json.loads(jsonio.dumps_stdlib(value)) == value
     assert jsonio.loads(jsonio.dumps(value)) == jsonio.loads_stdlib(jsonio.dumps(value))

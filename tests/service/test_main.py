@@ -17,8 +17,12 @@ from conftest import REPO, free_port, start_service, stop, wait_ready
 def run_service(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k != "MODEL_PATH"}
     return subprocess.run(
-        [sys.executable, "-m", "service", *args], cwd=REPO, env={**environ, **env},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "service", *args],
+        cwd=REPO,
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -69,8 +73,9 @@ def test_several_workers(model_dir: Path) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to the 'nobody' user")
 def test_runs_as_non_root_with_a_read_only_model(model_dir: Path) -> None:
     try:
-        probe = subprocess.run([sys.executable, "-c", "import service.app"], cwd=REPO,
-                               user=65534, capture_output=True).returncode
+        probe = subprocess.run(
+            [sys.executable, "-c", "import service.app"], cwd=REPO, user=65534, capture_output=True
+        ).returncode
     except PermissionError:
         probe = -1
     if probe != 0:

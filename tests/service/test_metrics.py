@@ -28,12 +28,20 @@ def test_counts_by_route_template_and_status(image: TestClient) -> None:
 
 
 def test_latency_inference_and_load_time(image: TestClient) -> None:
-    image.post("/v2/models/digits/infer", json={"inputs": [
-        {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]})
+    image.post(
+        "/v2/models/digits/infer",
+        json={
+            "inputs": [
+                {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}
+            ]
+        },
+    )
     text = image.get("/metrics").text
     assert _value(text, "bnfold_inference_duration_seconds_count") == 1
-    assert _value(text, 'bnfold_request_duration_seconds_count{route="/v2/models/{model_name}'
-                        '/infer"}') == 1
+    assert (
+        _value(text, 'bnfold_request_duration_seconds_count{route="/v2/models/{model_name}/infer"}')
+        == 1
+    )
     assert _value(text, "bnfold_model_load_seconds") > 0
     assert 'bnfold_model_info{name="digits"' in text
     assert image.get("/metrics").headers["content-type"].startswith("text/plain")

@@ -93,8 +93,10 @@ def test_infer_binary_tensor_extension(image: TestClient, image_card: ModelCard)
     response = image.post(
         "/v2/models/digits/infer",
         content=head + array.tobytes(),
-        headers={"Inference-Header-Content-Length": str(len(head)),
-                 "content-type": "application/octet-stream"},
+        headers={
+            "Inference-Header-Content-Length": str(len(head)),
+            "content-type": "application/octet-stream",
+        },
     )
     assert response.status_code == 200, response.text
     as_json = image.post("/v2/models/digits/infer", json=infer_body(image_card)).json()
@@ -114,8 +116,10 @@ def test_infer_binary_tensor_extension(image: TestClient, image_card: ModelCard)
         ({"data": "abc"}, "'data' must be a list of 64 numbers"),
         ({"data": [1.0] * 63 + ["x"]}, "data[63] must be a number, got str"),
         ({"data": [1.0] * 63 + [1e39]}, "within float32 range"),
-        ({"parameters": {"binary_data_size": 256}}, "binary_data_size must be 256 bytes, the "
-                                                     "body holds 0"),
+        (
+            {"parameters": {"binary_data_size": 256}},
+            "binary_data_size must be 256 bytes, the body holds 0",
+        ),
     ],
 )
 def test_infer_refusals_are_400(
@@ -132,10 +136,24 @@ def test_infer_refusals_are_400(
         ({"inputs": []}, "'inputs' must hold exactly one tensor"),
         ([], "the infer request must be a JSON object"),
         ({"inputs": [{"name": "input"}]}, "input tensor is missing 'shape'"),
-        ({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                      "data": [0.0] * 64}], "outputs": [{"name": "nope"}]}, "unknown output"),
-        ({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                      "data": [0.0] * 64}], "id": 5}, "'id' must be a string"),
+        (
+            {
+                "inputs": [
+                    {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}
+                ],
+                "outputs": [{"name": "nope"}],
+            },
+            "unknown output",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}
+                ],
+                "id": 5,
+            },
+            "'id' must be a string",
+        ),
     ],
 )
 def test_infer_envelope_refusals(image: TestClient, body: Any, message: str) -> None:
@@ -150,8 +168,10 @@ def test_infer_content_types(image: TestClient, image_card: ModelCard) -> None:
     text = image.post("/v2/models/digits/infer", content=raw, headers={"content-type": "text/csv"})
     assert text.status_code == 415
     bad_header = image.post(
-        "/v2/models/digits/infer", content=raw,
-        headers={"Inference-Header-Content-Length": str(len(raw) + 1)})
+        "/v2/models/digits/infer",
+        content=raw,
+        headers={"Inference-Header-Content-Length": str(len(raw) + 1)},
+    )
     assert bad_header.status_code == 400
     assert "Inference-Header-Content-Length" in bad_header.json()["error"]
     assert image.post("/v2/models/digits/infer", content=b"{oops").status_code == 400

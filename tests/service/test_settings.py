@@ -22,9 +22,18 @@ def test_defaults_are_safe(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"MODEL_PATH": "x.onnx", "MAX_BATCH_SIZE": "8", "MAX_BODY_BYTES": "4096",
-           "LOG_LEVEL": "DEBUG", "API_TOKEN": "s" * 20, "CORS_ORIGINS": "https://a, https://b",
-           "HOST": "0.0.0.0", "PORT": "9000", "WORKERS": "2", "ACCESS_LOG": "true"}
+    env = {
+        "MODEL_PATH": "x.onnx",
+        "MAX_BATCH_SIZE": "8",
+        "MAX_BODY_BYTES": "4096",
+        "LOG_LEVEL": "DEBUG",
+        "API_TOKEN": "s" * 20,
+        "CORS_ORIGINS": "https://a, https://b",
+        "HOST": "0.0.0.0",
+        "PORT": "9000",
+        "WORKERS": "2",
+        "ACCESS_LOG": "true",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings()  # type: ignore[call-arg]
