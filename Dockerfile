@@ -26,6 +26,14 @@ RUN python -m venv --without-pip /opt/venv \
  && find /opt/venv -depth -type d \( -name tests -o -name test \) -path '*/site-packages/*' -exec rm -rf {} + \
  && find /opt/venv -depth -type d -name include -path '*/site-packages/*' -exec rm -rf {} +
 
+# The code and the default model, with permissions made readable by the service user whatever
+# they were in the build context (atomic writes leave 0600 files; git checkouts give 0644),
+# and the code byte-compiled (the root filesystem is read-only on Kubernetes).
+COPY service/ /app/service/
+COPY models/digits/model.onnx /app/models/digits/model.onnx
+RUN python -m compileall -q /app/service \
+ && chmod -R u=rwX,go=rX /app
+
 # ---- runtime --------------------------------------------------------------------------------
 FROM python:3.11-slim AS runtime
 
@@ -55,9 +63,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     WORKERS=1
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /app /app
 WORKDIR /app
-COPY service/ ./service/
-COPY models/digits/model.onnx ./models/digits/model.onnx
 
 USER 10001:10001
 EXPOSE 8000

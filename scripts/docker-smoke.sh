@@ -294,6 +294,8 @@ fi
 info "no torch: 'pip show torch' fails (while 'pip show onnxruntime' works), 'import torch' fails"
 "$DOCKER" exec "$NAME" sh -c 'touch /app/x 2>/dev/null' && die "the app directory is writable by the service user"
 info "/app is read-only for the service user"
+MEM=$("$DOCKER" stats --no-stream --format '{{.MemUsage}}' "$NAME" | cut -d/ -f1 | tr -d ' ')
+info "memory after the requests: $MEM (1 worker)"
 WORKERS=$("$DOCKER" exec "$NAME" printenv WORKERS)
 info "WORKERS=$WORKERS, MODEL_PATH=$("$DOCKER" exec "$NAME" printenv MODEL_PATH)"
 HEALTH=starting
@@ -307,7 +309,8 @@ info "HEALTHCHECK: $HEALTH"
 t=$SECONDS
 "$DOCKER" stop -t 20 "$NAME" >/dev/null
 EXIT_CODE=$("$DOCKER" inspect -f '{{.State.ExitCode}}' "$NAME")
-info "docker stop: exited $EXIT_CODE in $(elapsed "$t") s"
+info "docker stop: exited $EXIT_CODE in $(elapsed "$t") s; docker logs:"
+"$DOCKER" logs "$NAME" 2>&1 | tail -n 8 | sed 's/^/      | /'
 [[ $EXIT_CODE == 0 ]] || { "$DOCKER" logs "$NAME" 2>&1 | tail -5; die "did not stop cleanly on SIGTERM"; }
 
 # --- 9. as Kubernetes runs it: read-only root, no capabilities, several workers ------------------
@@ -352,4 +355,5 @@ log "figures"
 info "build time:               $BUILD_S s (from scratch, empty engine; pip downloads included)"
 info "docker run -> ready:      $RUN_TO_READY_S s"
 info "image size above base:    $ABOVE_MB MB ($((ABOVE / 1048576)) MiB)"
+info "memory, 1 worker:         $MEM"
 info "total so far:             $(elapsed "$T0") s"

@@ -66,6 +66,7 @@ class VerifyReport:
 
     model: str
     bn_nodes: int
+    card_bn_nodes: int
     weights_hash_matches_card: bool
     parity: ParityResult
     batch_independence: BatchIndependenceResult
@@ -74,7 +75,7 @@ class VerifyReport:
     @property
     def passed(self) -> bool:
         return (
-            self.bn_nodes == 0
+            self.bn_nodes == self.card_bn_nodes
             and self.weights_hash_matches_card
             and self.parity.passed
             and self.batch_independence.passed
@@ -174,15 +175,16 @@ def verify_model(
 ) -> VerifyReport:
     """Run every check on the ONNX file at ``model_path`` against ``oracle`` on ``x``."""
     path = Path(model_path)
+    if not path.is_file():
+        raise UsageError(f"model file {path} does not exist")
     try:
         model = onnx.load(str(path))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise UsageError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
+    try:
         card = read_card(model)
-    except FileNotFoundError:
-        raise UsageError(f"model file {path} does not exist") from None
-    except (KeyError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
-        raise UsageError(f"{path} is not a bnfold model: {exc}") from None
-    except Exception as exc:  # protobuf raises its own DecodeError
-        raise UsageError(f"{path} is not a readable ONNX file: {exc}") from None
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"{path} has no valid bnfold model card: {exc}") from None
     session = ort_session(str(path))
     notes = []
     if card.bn_nodes:
@@ -190,6 +192,7 @@ def verify_model(
     return VerifyReport(
         model=str(path),
         bn_nodes=count_ops(model, "BatchNormalization"),
+        card_bn_nodes=card.bn_nodes,
         weights_hash_matches_card=weights_sha256(model) == card.weights_sha256,
         parity=check_parity(session, oracle, x, y),
         batch_independence=check_batch_independence(session, x),

@@ -73,9 +73,10 @@ def test_cpu_sync_bn_over_two_processes_equals_bn_over_the_whole_batch(tmp_path:
     script = tmp_path / "sync_bn_check.py"
     script.write_text(SCRIPT)
     report_path = tmp_path / "report.json"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    command += ["--master_port=0", str(script), str(report_path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(
+        [*command, str(script), str(report_path)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(report_path.read_text())
     assert report["tracked"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,35 @@ def test_failed_export_leaves_the_previous_model(
         export_checkpoint(wine_ckpt, tmp_path)
     assert (tmp_path / MODEL_FILE).read_bytes() == previous
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+class _OutputBN(torch.nn.Module):
+    """Linear -> Tanh -> BatchNorm as the model output: no layer to fold the BN into."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(13, 3)
+        self.bn = torch.nn.BatchNorm1d(3)
+        self.bn.running_mean.uniform_(-0.5, 0.5)
+        self.bn.running_var.uniform_(0.5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(torch.tanh(self.linear(x)))
+
+    def input_layer(self) -> torch.nn.Linear:
+        return self.linear
+
+
+def test_unfoldable_bn_is_an_error_unless_allowed(
+    wine_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    net = _OutputBN().eval()
+    monkeypatch.setattr("training.checkpoint.Checkpoint.build", lambda self: copy.deepcopy(net))
+    with pytest.raises(UsageError, match="cannot be folded.*--allow-unfolded"):
+        export_checkpoint(wine_ckpt, tmp_path)
+    assert not (tmp_path / MODEL_FILE).exists()
+
+    result = export_checkpoint(wine_ckpt, tmp_path, allow_unfolded=True)
+    assert result.card.bn_nodes == 1 == count_ops(onnx.load(str(result.path)), "BatchNormalization")
+    assert result.card.fold.refused == 1

@@ -35,7 +35,8 @@ from training.run_folder import write_run_folder
 from training.train import check_batch_size, fit, resolve_device
 
 # Chosen on the validation split (see benchmarks/bench_train.py).
-DEFAULT_WIDTHS = {"cnn": (32, 64, 128), "mlp": (64, 32)}
+DEFAULT_WIDTHS = {"cnn": (32, 64, 128), "mlp": (32,)}
+DEFAULT_DROPOUT = {"cnn": 0.0, "mlp": 0.2}
 _DEFAULTS = TrainConfig()
 
 
@@ -85,9 +86,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--dropout",
         type=float,
-        default=0.0,
-        help="dropout before the classifier (CNN) or after "
-        "every block (MLP); 0 disables (default: 0)",
+        help="dropout before the classifier (CNN) or after every block (MLP); 0 disables "
+        f"(default: {DEFAULT_DROPOUT['cnn']} for CNN, {DEFAULT_DROPOUT['mlp']} for MLP)",
     )
     model.add_argument(
         "--bn-momentum",
@@ -228,7 +228,7 @@ def configs_from_args(args: argparse.Namespace, splits: Splits) -> tuple[ModelCo
         in_shape=splits.sample_shape,
         num_classes=len(splits.labels),
         widths=tuple(args.widths or DEFAULT_WIDTHS[kind]),
-        dropout=args.dropout,
+        dropout=DEFAULT_DROPOUT[kind] if args.dropout is None else args.dropout,
         bn_momentum=args.bn_momentum,
         bn_eps=args.bn_eps,
         bn_position=args.bn_position,

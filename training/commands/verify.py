@@ -84,7 +84,7 @@ def show_report(report: VerifyReport) -> None:
     parity, batch = report.parity, report.batch_independence
     rows: list[tuple[str, object]] = [
         ("model", report.model),
-        ("BatchNormalization nodes", report.bn_nodes),
+        ("BatchNormalization nodes (card says)", f"{report.bn_nodes} ({report.card_bn_nodes})"),
         ("weights hash matches card", report.weights_hash_matches_card),
         ("parity samples (one at a time)", parity.samples),
         ("argmax mismatches vs unfolded PyTorch", parity.argmax_mismatches),

@@ -1,4 +1,4 @@
-"""The pure fold arithmetic against direct float64 evaluation, and channel mapping through reshapes."""
+"""Fold arithmetic against direct float64 evaluation; channel mapping through reshapes."""
 
 from __future__ import annotations
 
