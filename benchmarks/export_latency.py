@@ -38,7 +38,9 @@ def per_call_us(session, x: np.ndarray, calls: int) -> float:  # type: ignore[no
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="artifacts/digits", help="folder with model.onnx and checkpoint.pt")
+    parser.add_argument(
+        "--run", default="artifacts/digits", help="folder with model.onnx and checkpoint.pt"
+    )
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()

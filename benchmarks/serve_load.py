@@ -125,7 +125,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def run_wrk(wrk: str, script: Path, url: str, connections: int, seconds: float) -> dict[str, Any]:
     out = subprocess.run(
-        ["taskset", "-c", CLIENT_CORE, wrk, "-t1", f"-c{connections}", f"-d{seconds}s",
+        ["taskset", "-c", CLIENT_CORE, wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
          "--latency", "-s", str(script), f"{url}/predict"],
         capture_output=True, text=True, check=True,
     ).stdout

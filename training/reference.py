@@ -14,6 +14,9 @@ from training.checkpoint import Checkpoint
 class Standardize(nn.Module):
     """``(x - mean) / std`` per feature (2-D input) or per channel (image input)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("mean", mean.clone())

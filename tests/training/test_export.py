@@ -155,7 +155,7 @@ def test_unfoldable_bn_is_an_error_unless_allowed(
     torch.manual_seed(0)
     net = _OutputBN().eval()
     monkeypatch.setattr("training.checkpoint.Checkpoint.build", lambda self: copy.deepcopy(net))
-    with pytest.raises(UsageError, match="cannot be folded.*--allow-unfolded"):
+    with pytest.raises(UsageError, match=r"cannot be folded.*--allow-unfolded"):
         export_checkpoint(wine_ckpt, tmp_path)
     assert not (tmp_path / MODEL_FILE).exists()
 

@@ -62,28 +62,29 @@ def fold_batchnorm(
     """
     training = [name or "<model>" for name, m in model.named_modules() if m.training]
     if training:
+        shown = ", ".join(training[:3]) + (", ..." if len(training) > 3 else "")
         raise FoldingError(
-            f"the model is in training mode ({', '.join(training[:3])}...): call model.eval() "
-            "first; folding freezes the BatchNorm running statistics"
-            if len(training) > 3
-            else f"the model is in training mode ({', '.join(training)}): call model.eval() "
-            "first; folding freezes the BatchNorm running statistics"
+            f"the model is in training mode ({shown}): call model.eval() first; "
+            "folding freezes the BatchNorm running statistics"
         )
     inputs = (example_inputs,) if isinstance(example_inputs, Tensor) else tuple(example_inputs)
     gm = g.trace(copy.deepcopy(model))
-    gm.eval()
     env, reference = g.record(gm, inputs)
     ctx = Context(gm, env, g.Sharing.of(gm))
 
     entries: list[FoldEntry] = []
     calls: Counter[str] = Counter()
+    folded_modules: set[str] = set()
     for node in list(gm.graph.nodes):
         if g.is_batchnorm(gm, node):
             key = str(node.target) if node.op == "call_module" else node.name
             calls[key] += 1
             name = key if calls[key] == 1 else f"{key}[call {calls[key]}]"
-            entries.append(_fold_one(ctx, node, name, tolerance))
-    _drop_unused_batchnorms(gm)
+            entry = _fold_one(ctx, node, name, tolerance)
+            entries.append(entry)
+            if entry.status == "folded" and node.op == "call_module":
+                folded_modules.add(key)
+    _drop_unused(gm, folded_modules)
     gm.recompile()
 
     # The reference is the traced copy's output before any fold (the same computation
@@ -212,11 +213,11 @@ def _commit(ctx: Context, site: BatchNormSite, plan: Plan, weight: Tensor, bias:
             ctx.gm.graph.erase_node(arg)
 
 
-def _drop_unused_batchnorms(gm: fx.GraphModule) -> None:
+def _drop_unused(gm: fx.GraphModule, names: set[str]) -> None:
+    """Delete the folded BN modules that no call or attribute read refers to any more."""
     used = {str(n.target) for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
-    for name, module in list(gm.named_modules()):
-        is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
-        if is_bn and name and not any(u == name or u.startswith(f"{name}.") for u in used):
+    for name in names:
+        if not any(u == name or u.startswith(f"{name}.") for u in used):
             gm.delete_submodule(name)
 
 

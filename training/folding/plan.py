@@ -242,6 +242,8 @@ def plan_forward(ctx: Context, site: BatchNormSite) -> Plan | Refusal:
         refusal = _exclusive(ctx, [current])
         if refusal:
             return refusal
+        if not g.data_users(current):
+            return Refusal("no_layer", f"the output of {g.describe(ctx.gm, current)} is unused")
         consumer = g.data_users(current)[0]
         reads_current = bool(consumer.args) and consumer.args[0] is current
         if not (reads_current and g.is_passthrough(ctx.gm, consumer, ctx.env)):

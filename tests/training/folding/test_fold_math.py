@@ -182,3 +182,54 @@ def test_float64_model_folds_with_a_float64_tolerance() -> None:
     (entry,) = fold_batchnorm(model, torch.randn(2, 3, 9, dtype=F64)).report.entries
     assert entry.status == "folded" and entry.dtype == "float64"
     assert entry.tolerance is not None and entry.tolerance < 1e-13
+
+
+def test_other_norms_are_listed_as_not_foldable() -> None:
+    model = randomise_bn(
+        nn.Sequential(
+            nn.Conv2d(3, 4, 1),
+            nn.GroupNorm(2, 4),
+            nn.InstanceNorm2d(4),
+            nn.Conv2d(4, 4, 1),
+            nn.BatchNorm2d(4),
+        )
+    )
+    report = fold_and_check(model, torch.randn(2, 3, 5, 5)).report
+    assert [(n.name, n.kind) for n in report.not_foldable] == [
+        ("1", "GroupNorm"),
+        ("2", "InstanceNorm2d"),
+    ]
+    assert (report.bn_total, report.folded) == (1, 1)
+    assert "not foldable" in report.render()
+    assert report.to_dict()["not_foldable"][0]["kind"] == "GroupNorm"
+
+
+def test_bfloat16_model_folds_within_its_tolerance() -> None:
+    model = (
+        randomise_bn(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))).to(torch.bfloat16).eval()
+    )
+    (entry,) = fold_batchnorm(model, torch.randn(2, 3, 6, 6, dtype=torch.bfloat16)).report.entries
+    assert entry.status == "folded" and entry.dtype == "bfloat16"
+    assert (
+        entry.error is not None and entry.tolerance is not None and entry.error <= entry.tolerance
+    )
+
+
+def test_several_inputs_and_outputs() -> None:
+    class TwoInTwoOut(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.bn_a = nn.Linear(3, 4), nn.BatchNorm1d(4)
+            self.b, self.bn_b = nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"a": self.bn_a(self.a(x)), "b": self.bn_b(self.b(y))}
+
+    model = randomise_bn(TwoInTwoOut()).eval()
+    x, y = torch.randn(4, 3), torch.randn(4, 2, 7)
+    result = fold_batchnorm(model, (x, y))
+    assert result.report.folded == 2 and result.bn_left == 0
+    with torch.no_grad():
+        out, ref = result.model(x, y), model(x, y)
+    for key in ref:
+        torch.testing.assert_close(out[key], ref[key])
