@@ -27,8 +27,8 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.config import ModelConfig  # noqa: E402
-from training.models import build_model  # noqa: E402
+from training.config import ModelConfig
+from training.models import build_model
 
 
 class ImageRequest(BaseModel):

@@ -9,21 +9,22 @@
 #      is cached in $BNFOLD_CACHE_DIR) and `docker import` it under the official tag;
 #   4. build the image from the unchanged Dockerfile, run it on a free port (--network host),
 #      wait for ready, POST real samples to /predict and /v2/models/<name>/infer and compare with
-#      ONNX Runtime run here on the same file, check the user is not root, torch is absent, the
-#      image size above the base, the HEALTHCHECK, and that bad MODEL_PATHs exit non-zero with a
-#      one-line reason;
+#      ONNX Runtime run here on the same file; check the user is not root, torch is absent, the
+#      image size above the base, the HEALTHCHECK, a clean `docker stop`; run it again hardened
+#      as on Kubernetes with the model from a volume and WORKERS=2; check that bad MODEL_PATHs
+#      (missing, corrupt, wrong card) exit non-zero with a one-line reason in `docker logs`;
 #   5. clean up in a trap: containers, dockerd (by PID), mounts, docker0, iptables chains,
-#      net.ipv4.ip_forward, /etc/docker/key.json, /run/{docker,containerd}, temp roots. The host is left as it was found
-#      (apart from the apt packages and the cache tarball).
+#      net.ipv4.ip_forward, /etc/docker/key.json, /run/{docker,containerd}, temp roots. The host
+#      is left as it was found, apart from the apt packages and the cached tarball.
 #
-# Environment: MODEL (default models/digits/model.onnx), PYTHON (default .venv/bin/python),
+# Environment: SMOKE_MODEL (default models/digits/model.onnx), PYTHON (default .venv/bin/python),
 # BNFOLD_CACHE_DIR (default /var/cache/bnfold), MAX_ABOVE_BASE_MB (default 200),
-# KEEP_TMP=1 keeps the temp dir (logs) for debugging.
+# KEEP_TMP=1 keeps the temp dir (logs) for debugging. Needs root. Prints the figures at the end.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
-MODEL=${MODEL:-models/digits/model.onnx}
+MODEL=${SMOKE_MODEL:-models/digits/model.onnx}
 CACHE_DIR=${BNFOLD_CACHE_DIR:-/var/cache/bnfold}
 MAX_ABOVE_BASE_MB=${MAX_ABOVE_BASE_MB:-200}
 BASE_IMAGE=python:3.11-slim
@@ -41,7 +42,7 @@ CONTAINERS=()
 IP_FORWARD_BEFORE=""
 HAD_DOCKER0=0
 HAD_KEY_JSON=0
-RUN_DIRS_CREATED=() # dockerd/containerd use these whatever the exec-root: /run/docker/plugins, /run/containerd/s
+RUN_DIRS_CREATED=() # made whatever the exec-root: /run/docker/plugins, /run/containerd/s
 IPTABLES_BEFORE=""
 
 log() { printf '==> %s\n' "$*"; }
@@ -238,7 +239,8 @@ fi
   --change 'CMD ["python3"]' \
   "$ROOTFS_TAR" "$BASE_IMAGE" >/dev/null
 BASE_BYTES=$("$DOCKER" image inspect -f '{{.Size}}' "$BASE_IMAGE")
-info "imported as $BASE_IMAGE ($((BASE_BYTES / 1000000)) MB, python $("$DOCKER" run --rm --network none "$BASE_IMAGE" python3 -c 'import platform; print(platform.python_version())'))"
+BASE_PY=$("$DOCKER" run --rm --network none "$BASE_IMAGE" python3 -c 'import platform; print(platform.python_version())')
+info "imported as $BASE_IMAGE ($((BASE_BYTES / 1000000)) MB, Python $BASE_PY)"
 
 # --- 4. build -----------------------------------------------------------------------------------
 log "docker build -t $IMAGE ."
@@ -313,13 +315,17 @@ info "docker stop: exited $EXIT_CODE in $(elapsed "$t") s; docker logs:"
 "$DOCKER" logs "$NAME" 2>&1 | tail -n 8 | sed 's/^/      | /'
 [[ $EXIT_CODE == 0 ]] || { "$DOCKER" logs "$NAME" 2>&1 | tail -5; die "did not stop cleanly on SIGTERM"; }
 
-# --- 9. as Kubernetes runs it: read-only root, no capabilities, several workers ------------------
+# --- 9. another model file from a volume, hardened as on Kubernetes, several workers -----------
 PORT2=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 NAME2=bnfold-smoke-$$-hardened
-log "hardened run: --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges, WORKERS=2"
+log "model from a volume, run as on Kubernetes: -v DIR:/models:ro -e MODEL_PATH=/models/model.onnx"
+info "--read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges, WORKERS=2"
+mkdir -p "$TMP/smoke/good"
+install -m 0644 "$MODEL" "$TMP/smoke/good/model.onnx" # readable by uid 10001
 CONTAINERS+=("$NAME2")
 "$DOCKER" run -d --name "$NAME2" --network host --read-only --tmpfs /tmp --cap-drop ALL \
-  --security-opt no-new-privileges -e PORT="$PORT2" -e WORKERS=2 "$IMAGE" >/dev/null
+  --security-opt no-new-privileges -v "$TMP/smoke/good:/models:ro" -e MODEL_PATH=/models/model.onnx \
+  -e PORT="$PORT2" -e WORKERS=2 "$IMAGE" >/dev/null
 if ! READY2_S=$("$PYTHON" scripts/smoke_client.py wait "http://127.0.0.1:$PORT2/health/ready" "$READY_TIMEOUT"); then
   "$DOCKER" logs "$NAME2" 2>&1 | tail -20
   die "hardened container not ready"

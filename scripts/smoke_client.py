@@ -202,7 +202,7 @@ def check(base: str, out: Path) -> None:
         route = f"/v2/models/{name}/infer"
         answer = _request(f"{base}{route}", case["infer"])
         worst = max(worst, _compare(route, case["note"], _probabilities_from_infer(answer), case))
-        print(f"  {case['note']:<22} -> class {case['class_id']} ({case['label']}): routes agree")
+        print(f"  {case['note']:<36} -> class {case['class_id']} ({case['label']}): routes agree")
     count = len(expected["cases"])
     print(f"  {count} samples x 2 routes equal the in-process ORT answer (max |Δp| {worst:.1e})")
 

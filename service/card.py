@@ -9,12 +9,13 @@ the service to read and check them.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # onnx is imported where it is used: the service reads files without it
+    import onnx
 
 CARD_KEY = "bnfold.card"
 CARD_SCHEMA_VERSION = 1
@@ -95,6 +96,8 @@ class ModelCard(_Strict):
 
 def weights_sha256(model: onnx.ModelProto) -> str:
     """SHA-256 over every initializer (name, dtype, shape, little-endian values), by name."""
+    from onnx import numpy_helper
+
     digest = hashlib.sha256()
     for tensor in sorted(model.graph.initializer, key=lambda t: t.name):
         array = np.ascontiguousarray(numpy_helper.to_array(tensor))
@@ -110,7 +113,12 @@ def read_card(model: onnx.ModelProto) -> ModelCard:
     props = {p.key: p.value for p in model.metadata_props}
     if CARD_KEY not in props:
         raise KeyError(f"the model has no '{CARD_KEY}' metadata (not exported by bnfold?)")
-    return ModelCard.model_validate_json(props[CARD_KEY])
+    return card_from_json(props[CARD_KEY])
+
+
+def card_from_json(text: str) -> ModelCard:
+    """Parse the card's JSON text (the ``CARD_KEY`` value); ``ValueError`` if invalid."""
+    return ModelCard.model_validate_json(text)
 
 
 def write_card(model: onnx.ModelProto, card: ModelCard) -> None:
@@ -125,6 +133,7 @@ def write_card(model: onnx.ModelProto, card: ModelCard) -> None:
 
 def count_ops(model: onnx.ModelProto, op_type: str) -> int:
     """Number of nodes of ``op_type`` in the main graph and every subgraph."""
+    import onnx
 
     def walk(graph: onnx.GraphProto) -> int:
         total = 0

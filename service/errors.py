@@ -6,14 +6,15 @@ Every error a client can cause is a ``ServiceError`` carrying its HTTP status::
     ├── BadRequest (400)            malformed JSON, bad Open Inference Protocol request
     ├── Unauthorized (401)          missing or wrong bearer token
     ├── NotFound (404)              unknown route, model name or version
-    ├── MethodNotAllowed (405)
     ├── PayloadTooLarge (413)       body over MAX_BODY_BYTES (checked before reading)
     ├── UnsupportedMediaType (415)  content type other than application/json
     ├── InvalidInput (422)          wrong shape, names, types, non-finite values, batch limit
     └── NotReady (503)              the model is not loaded (yet)
 
-Responses are always ``{"error": "<one line>"}``. Messages name the field and the
-expected shape; they never echo the input and never carry a stack trace.
+Starlette's own 404/405 and FastAPI's validation errors (400 on ``/v2``, else 422)
+render the same way. Responses are always ``{"error": "<one line>"}``. Messages
+name the field and the expected shape; they never echo the input and never carry
+a stack trace.
 """
 
 from __future__ import annotations
@@ -56,12 +57,6 @@ class NotFound(ServiceError):
     """Unknown route, model name or model version."""
 
     status_code = 404
-
-
-class MethodNotAllowed(ServiceError):
-    """The route exists but not for this method."""
-
-    status_code = 405
 
 
 class PayloadTooLarge(ServiceError):

@@ -25,11 +25,27 @@ def quote(name: object) -> str:
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
 
+_JSON_TYPES = {
+    str: "string",
+    bool: "boolean",
+    type(None): "null",
+    dict: "object",
+    list: "array",
+    int: "number",
+    float: "number",
+}
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
 def check_numbers(values: list[Any], field: str) -> None:
     """``InvalidInput`` naming the first item of ``values`` that is not a JSON number."""
     if not _NUMBER_TYPES.issuperset(map(type, values)):
         bad = next(i for i, v in enumerate(values) if type(v) not in _NUMBER_TYPES)
-        kind = type(values[bad]).__name__.replace("NoneType", "null")
+        kind = json_type(values[bad])
         raise InvalidInput(f"{field}[{bad}] must be a number, got {kind}")
 
 
@@ -94,7 +110,7 @@ class SampleCodec:
         if type(value) is dict and self.names:
             return self._named(value, field)
         if type(value) is not list or len(value) != self.size:
-            got = f"{len(value)} values" if type(value) is list else type(value).__name__
+            got = f"{len(value)} values" if type(value) is list else json_type(value)
             raise InvalidInput(f"{field}: expected {self.expected}, got {got}")
         check_numbers(value, field)
         return to_float32(value, self.sample_shape, field)
@@ -112,7 +128,7 @@ class SampleCodec:
         ordered = [value[n] for n in self.names]
         for name, v in zip(self.names, ordered, strict=True):
             if type(v) not in _NUMBER_TYPES:
-                raise InvalidInput(f"{field}.{name} must be a number, got {type(v).__name__}")
+                raise InvalidInput(f"{field}.{name} must be a number, got {json_type(v)}")
         return to_float32(ordered, self.sample_shape, field)
 
     def _image(self, value: Any, field: str) -> np.ndarray:
@@ -137,7 +153,7 @@ def _is_grid(value: Any, shape: tuple[int, ...]) -> bool:
 def _check_nested(value: Any, shape: tuple[int, ...], field: str, expected: str) -> None:
     """Checks that ``value`` is lists nested exactly as ``shape`` with numbers at the leaves."""
     if type(value) is not list or len(value) != shape[0]:
-        got = f"{len(value)} items" if type(value) is list else type(value).__name__
+        got = f"{len(value)} items" if type(value) is list else json_type(value)
         raise InvalidInput(f"{field}: expected {expected}, got {got}")
     if len(shape) == 1:
         check_numbers(value, field)

@@ -21,35 +21,21 @@ from service.errors import BadRequest, InvalidInput, NotFound
 from service.inputs import check_numbers, quote, to_float32
 from service.jsonio import dumps
 from service.predictor import Predictor, Slot
-from service.schemas import InferResponse, Live, ModelMetadata, ModelReady, Ready, ServerMetadata
+from service.schemas import (
+    DATATYPES,
+    ErrorBody,
+    InferResponse,
+    Live,
+    ModelMetadata,
+    ModelReady,
+    Ready,
+    ServerMetadata,
+)
 
 PLATFORM = "onnxruntime_onnx"
-_DTYPES = {
-    "FP32": "<f4",
-    "FP64": "<f8",
-    "INT8": "i1",
-    "INT16": "<i2",
-    "INT32": "<i4",
-    "INT64": "<i8",
-    "UINT8": "u1",
-    "UINT16": "<u2",
-    "UINT32": "<u4",
-    "UINT64": "<u8",
-}
 _PREFIXES = ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}")
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {
-        "description": text,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"error": {"type": "string"}},
-                    "required": ["error"],
-                }
-            }
-        },
-    }
+    code: {"model": ErrorBody, "description": text}
     for code, text in (
         (400, "Invalid request"),
         (401, "Missing or invalid token"),
@@ -109,9 +95,9 @@ def parse_infer(predictor: Predictor, payload: Any, binary: bytes) -> tuple[np.n
         or not 1 <= shape[0] <= predictor.max_batch
     ):
         raise BadRequest(f"{field}: shape must be {expected}")
-    dtype = _DTYPES.get(tensor["datatype"]) if type(tensor["datatype"]) is str else None
+    dtype = DATATYPES.get(tensor["datatype"]) if type(tensor["datatype"]) is str else None
     if dtype is None:
-        raise BadRequest(f"{field}: datatype must be one of {', '.join(_DTYPES)}")
+        raise BadRequest(f"{field}: datatype must be one of {', '.join(DATATYPES)}")
     count = shape[0] * int(np.prod(sample))
     params = tensor.get("parameters") or {}
     try:

@@ -14,6 +14,19 @@ from pydantic import BaseModel, Field
 from service.card import ModelCard
 
 FLOAT32_MAX = 3.4028234663852886e38
+# Open Inference Protocol datatypes accepted for the input -> little-endian numpy dtype.
+DATATYPES = {
+    "FP32": "<f4",
+    "FP64": "<f8",
+    "INT8": "i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+}
 
 
 class PredictResponse(BaseModel):
@@ -185,7 +198,7 @@ def infer_schema(card: ModelCard, limit: int) -> dict[str, Any]:
                 "items": {"type": "integer"},
                 "description": f"[N, {', '.join(map(str, sample))}] with 1 <= N <= {limit}",
             },
-            "datatype": {"type": "string", "enum": ["FP32", "FP64", "INT32", "INT64"]},
+            "datatype": {"type": "string", "enum": list(DATATYPES)},
             "data": {"type": "array", "description": "Row-major values, flat or nested."},
             "parameters": {"type": "object"},
         },

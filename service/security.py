@@ -6,7 +6,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import error_response
+from service.errors import Unauthorized, error_response
 
 # Probes must work without credentials (Kubernetes, Docker HEALTHCHECK).
 PUBLIC_PATHS = frozenset(("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"))
@@ -30,7 +30,9 @@ class TokenGuard:
                 break
         if not hmac.compare_digest(given, self.expected):
             response = error_response(
-                401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"}
+                Unauthorized.status_code,
+                "missing or invalid bearer token",
+                {"WWW-Authenticate": "Bearer"},
             )
             await response(scope, receive, send)
             return

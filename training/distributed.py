@@ -63,11 +63,25 @@ def setup(env: DistEnv, device: torch.device) -> None:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
-def teardown(env: DistEnv) -> None:
-    """Leave the process group once every process is done."""
+def teardown(env: DistEnv, finished: bool = True) -> None:
+    """Leave the process group; wait for the others only after a run that ``finished``.
+
+    A process that failed must not wait: the others may be blocked in a
+    collective that it will never join, and torchrun stops them once it exits.
+    """
     if env.distributed and dist.is_initialized():
-        dist.barrier()
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+def process_device(device: torch.device, env: DistEnv) -> torch.device:
+    """This process's own GPU under torchrun (``cuda:LOCAL_RANK``); CPU stays CPU."""
+    if device.type != "cuda" or not env.distributed:
+        return device
+    own = torch.device("cuda", env.local_rank)
+    torch.cuda.set_device(own)
+    return own
 
 
 def broadcast_flag(flag: bool, env: DistEnv) -> bool:

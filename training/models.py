@@ -3,13 +3,14 @@
 The network takes STANDARDIZED input. Its layout is one flat ``nn.Sequential``
 (``model.layers``) so that folding can walk it in order:
 
-- ``bn_position="before"``: layer(bias=False) -> BN -> ReLU [-> Dropout]; BN's
-  beta replaces the bias, and BN folds backward into the layer before it.
-- ``bn_position="after"``:  layer(bias=True) -> ReLU -> BN [-> Dropout]; the
-  ReLU sits between layer and BN, so the layer keeps its bias and BN folds
-  forward into the next layer.
+- ``bn_position="before"``: layer(bias=False) -> BN -> ReLU; BN's beta
+  replaces the bias, and BN folds backward into the layer before it.
+- ``bn_position="after"``:  layer(bias=True) -> ReLU -> BN; the ReLU sits
+  between layer and BN, so the layer keeps its bias and BN folds forward into
+  the next layer.
 
-Then (CNN) Flatten, [Dropout,] and a Linear classifier with bias. Every conv
+An MLP adds Dropout after every block; a CNN has one Dropout, after Flatten
+(when ``dropout > 0``). Last comes a Linear classifier with bias. Every conv
 is unpadded: a zero-padded conv would see its padding move under the affine
 maps that folding pushes into it (the input standardization, or a BN folded
 forward), so padding 0 keeps every fold exact.

@@ -44,6 +44,8 @@ def write_run_folder(
     write_text_atomic(out / "metrics.jsonl", lines)
     plots = [plot_curves(result.history, out / "plots" / "curves.png")]
     plots += plot_bn_stats(result.bn_stats["ema"], result.bn_stats["exact"], out / "plots")
+    for stale in set((out / "plots").glob("bn_*.png")) - set(plots):
+        stale.unlink()  # left by an earlier run of another architecture
     m = result.metrics
     summary = {
         "dataset": splits.spec["name"],

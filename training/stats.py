@@ -7,8 +7,9 @@ each BN layer's mean and variance over the entire training set with the
 final weights. Done layer by layer in forward order (cf. Precise-BN, Wu &
 Johnson 2021): layer ``l`` is measured on inputs produced by layers ``< l``
 that already use their exact statistics, which is exactly the network the
-service will run. Everything runs in eval mode, so dropout is off and no
-augmentation is applied (the caller passes the plain training inputs).
+service will run. Everything runs in eval mode, so dropout is off; the
+caller chooses the inputs (``training.train`` passes the training set, or
+every shift of it when the model was trained with shifted images).
 
 The stored variance is the UNBIASED estimate (divide by n - 1), the same
 convention as PyTorch's ``running_var`` (which averages unbiased batch

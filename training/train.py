@@ -6,6 +6,13 @@ the EMA buffers PyTorch keeps while training, and exact whole-training-set
 statistics (``training.stats``). The checkpoint keeps the kind that
 ``TrainConfig.stats`` names.
 
+Images trained with random shifts get their exact statistics, by default
+(``exact_inputs="augmented"``), over every training image under every shift:
+the distribution the weights were trained on, enumerated, so still exact and
+deterministic. Measured on digits (3 seeds, validation): statistics of the
+plain training images give a ~10% higher validation loss than the EMA, the
+augmented ones match or beat it. Without augmentation both are the same.
+
 Data parallel runs split every GLOBAL batch of ``batch_size`` samples across
 the processes (each gets ``batch_size / world_size``), drawn from the same
 seeded permutation and the same augmentation offsets as a single process. With
@@ -84,7 +91,10 @@ def shift_images(x: Tensor, offsets: Tensor, max_shift: int) -> Tensor:
     rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # (N, H)
     cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # (N, W)
     batch = torch.arange(n, device=x.device)[:, None, None]
-    return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    out = padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    # Plain NCHW strides: a 1-channel permuted view also passes as channels-last, which
+    # would make conv weight gradients channels-last (and DDP warn about its buckets).
+    return out.clone(memory_format=torch.contiguous_format)
 
 
 class AllShifts:
@@ -128,7 +138,7 @@ def fit(
 ) -> FitResult | None:
     """Train, then measure EMA and exact statistics; ``None`` on ranks other than 0."""
     env = env or DistEnv()
-    device = resolve_device(cfg.device)
+    device = tdist.process_device(resolve_device(cfg.device), env)
     check_batch_size(len(splits.train), cfg, env)
     standardization = Standardization.fit(splits.train.X)
 
@@ -149,7 +159,8 @@ def fit(
         train_net = DistributedDataParallel(
             model,
             device_ids=[device.index or 0] if device.type == "cuda" else None,
-            broadcast_buffers=not cfg.sync_bn,
+            # Synchronized BN buffers are equal on every process; otherwise rank 0's win.
+            forward_sync_buffers=not cfg.sync_bn,
         )
     steps = len(y_train) // cfg.batch_size  # drop_last: never a 1-sample BN batch
     optimizer = make_optimizer(model, cfg)
@@ -162,7 +173,7 @@ def fit(
     best_key, best_epoch, best_state = (-math.inf, -math.inf), 0, None
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
+        train_net.train()
         perm = torch.randperm(len(y_train), generator=generator)
         offsets = torch.randint(0, 2 * augment + 1, (len(y_train), 2), generator=generator)
         totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
@@ -173,21 +184,15 @@ def fit(
             xb, yb = x_train[idx.to(device)], y_train[idx.to(device)]
             if augment:
                 xb = shift_images(xb, offsets[idx].to(device), augment)
-            logits = train_net(xb)
-            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, correct = _step(train_net, xb, yb, optimizer, cfg.label_smoothing)
             scheduler.step()
-            totals[0] += float(loss.detach()) * len(yb)
-            totals[1] += float((logits.detach().argmax(1) == yb).sum())
-            totals[2] += len(yb)
-        loss_sum, correct, count = tdist.all_reduce_sum(totals, env)
+            totals = [totals[0] + loss * len(yb), totals[1] + correct, totals[2] + len(yb)]
+        loss_sum, correct_sum, count = tdist.all_reduce_sum(totals, env)
         val_loss, val_acc = evaluate(model, x_val, y_val)
         row = {
             "epoch": float(epoch),
             "train_loss": loss_sum / count,
-            "train_acc": correct / count,
+            "train_acc": correct_sum / count,
             "val_loss": val_loss,
             "val_acc": val_acc,
             "lr": float(optimizer.param_groups[0]["lr"]),
@@ -218,23 +223,12 @@ def fit(
         "best_epoch": float(best_epoch or len(history)),
         "world_size": float(env.world_size),
     }
-    ema = bn_buffers(final)
     x_test, y_test = tensors(splits.test)
     named = {"val": (x_val, y_val), "test": (x_test, y_test), "train": (x_train, y_train)}
-
-    def measure(mode: str) -> None:
-        for split, (x, y) in named.items():
-            metrics[f"{split}_loss_{mode}"], metrics[f"{split}_acc_{mode}"] = evaluate(final, x, y)
-
-    measure("ema")
-    stats_start = time.perf_counter()
     exact_inputs: Tensor | AllShifts = x_train
     if augment and cfg.exact_inputs == "augmented":
         exact_inputs = AllShifts(x_train, augment, cfg.stats_batch_size)
-    recompute_exact_bn_stats(final, exact_inputs, batch_size=cfg.stats_batch_size)
-    metrics["exact_stats_time_s"] = time.perf_counter() - stats_start
-    exact = bn_buffers(final)
-    measure("exact")
+    ema, exact = _measure_both_statistics(final, named, exact_inputs, cfg, metrics)
     if cfg.stats == "ema":
         load_bn_buffers(final, ema)
     if log:
@@ -254,5 +248,43 @@ def fit(
     )
 
 
-def _cpu(buffers: dict[str, tuple[Tensor, Tensor]]) -> dict[str, tuple[Tensor, Tensor]]:
+def _step(
+    net: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, smoothing: float
+) -> tuple[float, float]:
+    """One optimizer step on a batch; its mean loss and number of correct predictions."""
+    logits = net(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), float((logits.detach().argmax(1) == y).sum())
+
+
+Buffers = dict[str, tuple[Tensor, Tensor]]
+
+
+def _measure_both_statistics(
+    model: nn.Module,
+    named: dict[str, tuple[Tensor, Tensor]],
+    exact_inputs: Tensor | AllShifts,
+    cfg: TrainConfig,
+    metrics: dict[str, float],
+) -> tuple[Buffers, Buffers]:
+    """Evaluate under the EMA buffers, recompute exact ones, evaluate again.
+
+    Adds ``{split}_{loss,acc}_{ema,exact}`` to ``metrics``; returns both buffer
+    sets and leaves the exact ones in ``model``.
+    """
+    ema = bn_buffers(model)
+    for mode in ("ema", "exact"):
+        if mode == "exact":
+            start = time.perf_counter()
+            recompute_exact_bn_stats(model, exact_inputs, batch_size=cfg.stats_batch_size)
+            metrics["exact_stats_time_s"] = time.perf_counter() - start
+        for split, (x, y) in named.items():
+            metrics[f"{split}_loss_{mode}"], metrics[f"{split}_acc_{mode}"] = evaluate(model, x, y)
+    return ema, bn_buffers(model)
+
+
+def _cpu(buffers: Buffers) -> Buffers:
     return {name: (m.cpu(), v.cpu()) for name, (m, v) in buffers.items()}

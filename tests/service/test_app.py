@@ -217,3 +217,22 @@ def test_internal_errors_are_500_without_detail(
     response = post(client, "/predict/batch", {"samples": [{"image": grid(image_card)}]})
     assert response.status_code == 500
     assert response.json() == {"error": "internal error"}
+
+
+def test_behind_a_path_prefix_the_fastapi_route_answers_the_same(
+    model_dir: Path, image_card: ModelCard
+) -> None:
+    # With a root_path the fast path steps aside and FastAPI's own /predict route answers.
+    app = create_app(make_settings(model_dir / "image.onnx"))
+    body = {"image": grid(image_card)}
+    with TestClient(app) as direct:
+        fast = post(direct, "/predict", body)
+    with TestClient(app, root_path="/api") as proxied:
+        routed = post(proxied, "/api/predict", body)
+        refused = post(proxied, "/api/predict", {"image": 1})
+        wrong_type = proxied.post("/api/predict", content=b"{}")
+    assert routed.status_code == fast.status_code == 200
+    assert routed.content == fast.content
+    assert refused.status_code == 422
+    assert refused.json() == {"error": "image: expected a nested list of 8 x 8 numbers, got number"}
+    assert wrong_type.status_code == 415

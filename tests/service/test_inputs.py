@@ -44,11 +44,11 @@ def test_image_with_and_without_channel_axis(image_card: ModelCard) -> None:
             "features: expected a list of 4 numbers or an object with "
             "the feature names, got 3 values",
         ),
-        ({"features": "1,2,3,4"}, "got str"),
-        ({"features": [1, 2, "3", 4]}, "features[2] must be a number, got str"),
+        ({"features": "1,2,3,4"}, "got string"),
+        ({"features": [1, 2, "3", 4]}, "features[2] must be a number, got string"),
         ({"features": [1, None, 3, 4]}, "features[1] must be a number, got null"),
-        ({"features": [1, 2, 3, False]}, "features[3] must be a number, got bool"),
-        ({"features": [1, 2, 3, [4]]}, "features[3] must be a number, got list"),
+        ({"features": [1, 2, 3, False]}, "features[3] must be a number, got boolean"),
+        ({"features": [1, 2, 3, [4]]}, "features[3] must be a number, got array"),
         ({"features": [1, 2, 3, 1e39]}, "within float32 range"),
         ({"features": [1, 2, 3, 10**400]}, "out of float32 range"),
         ({"features": [1, 2, 3, float("inf")]}, "finite"),
@@ -66,7 +66,7 @@ def test_image_with_and_without_channel_axis(image_card: ModelCard) -> None:
                     "petal_width": "1",
                 }
             },
-            "features.petal_width must be a number, got str",
+            "features.petal_width must be a number, got string",
         ),
     ],
 )
@@ -84,10 +84,10 @@ def test_tabular_refusals(tabular_card: ModelCard, payload: Any, message: str) -
             [[0.0] * 8] * 7 + [[0.0] * 7],
             "image[7]: expected a nested list of 8 x 8 numbers, got 7 items",
         ),
-        ([[0.0] * 8] * 7 + [[0.0] * 7 + [True]], "image[7][7] must be a number, got bool"),
+        ([[0.0] * 8] * 7 + [[0.0] * 7 + [True]], "image[7][7] must be a number, got boolean"),
         ([0.0] * 64, "image: expected a nested list of 8 x 8 numbers, got 64 items"),
         ([[[0.0] * 8] * 8] * 2, "image: expected a nested list of 8 x 8 numbers, got 2 items"),
-        ({"a": 1}, "got dict"),
+        ({"a": 1}, "got object"),
     ],
 )
 def test_image_refusals(image_card: ModelCard, image: Any, message: str) -> None:

@@ -114,7 +114,7 @@ def test_infer_binary_tensor_extension(image: TestClient, image_card: ModelCard)
         ({"datatype": "BYTES"}, "datatype must be one of FP32"),
         ({"data": [1.0] * 63}, "63 values do not fill shape"),
         ({"data": "abc"}, "'data' must be a list of 64 numbers"),
-        ({"data": [1.0] * 63 + ["x"]}, "data[63] must be a number, got str"),
+        ({"data": [1.0] * 63 + ["x"]}, "data[63] must be a number, got string"),
         ({"data": [1.0] * 63 + [1e39]}, "within float32 range"),
         (
             {"parameters": {"binary_data_size": 256}},

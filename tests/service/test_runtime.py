@@ -104,3 +104,9 @@ def test_reads_a_read_only_file(model_dir: Path, tmp_path: Path) -> None:
     target.write_bytes((model_dir / "tabular.onnx").read_bytes())
     target.chmod(0o444)
     assert ModelRuntime.load(target).name == "iris"
+
+
+def test_onnxruntime_telemetry_is_off() -> None:
+    import os
+
+    assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"

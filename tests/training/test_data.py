@@ -63,9 +63,7 @@ def test_split_is_reproducible_disjoint_and_stratified() -> None:
     share = [np.mean(getattr(a, p).y) for p in ("train", "val", "test")]
     assert max(share) - min(share) < 0.03  # same class balance in every split
     other = load_splits(make_data_spec("breast_cancer", seed=4))
-    assert not np.array_equal(other.test.y, a.test.y) or not np.array_equal(
-        other.test.X, a.test.X
-    )
+    assert not np.array_equal(other.test.y, a.test.y) or not np.array_equal(other.test.X, a.test.X)
 
 
 def test_csv_dataset_keeps_feature_names_and_labels(tmp_path: Path) -> None:
@@ -118,7 +116,11 @@ def test_changed_file_is_noticed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("shape", "kind", "sample_shape"),
-    [((60, 5), "tabular", (5,)), ((60, 6, 7), "image", (1, 6, 7)), ((60, 3, 6, 6), "image", (3, 6, 6))],
+    [
+        ((60, 5), "tabular", (5,)),
+        ((60, 6, 7), "image", (1, 6, 7)),
+        ((60, 3, 6, 6), "image", (3, 6, 6)),
+    ],
 )
 def test_npz_shapes(tmp_path: Path, shape: tuple[int, ...], kind: str, sample_shape: tuple) -> None:
     rng = np.random.default_rng(1)
@@ -133,8 +135,12 @@ def test_npz_shapes(tmp_path: Path, shape: tuple[int, ...], kind: str, sample_sh
 
 def test_npz_label_names_and_errors(tmp_path: Path) -> None:
     good = tmp_path / "named.npz"
-    np.savez(good, X=np.random.default_rng(0).normal(size=(30, 2)), y=np.arange(30) % 2,
-             labels=np.array(["no", "yes"]))
+    np.savez(
+        good,
+        X=np.random.default_rng(0).normal(size=(30, 2)),
+        y=np.arange(30) % 2,
+        labels=np.array(["no", "yes"]),
+    )
     assert load_splits(make_data_spec(str(good))).labels == ["no", "yes"]
     missing = tmp_path / "missing.npz"
     np.savez(missing, X=np.zeros((10, 2)))
@@ -184,6 +190,8 @@ def test_load_file_data_maps_labels_to_the_model(tmp_path: Path) -> None:
     assert x.shape == (20, 2) and x.dtype == np.float32
     np.testing.assert_array_equal(y, [0] * 10 + [1] * 10)
     with pytest.raises(UsageError, match="model needs"):
-        load_file_data(str(path), "y", SimpleNamespace(labels=["0", "1"], input={"sample_shape": [3]}))
+        load_file_data(
+            str(path), "y", SimpleNamespace(labels=["0", "1"], input={"sample_shape": [3]})
+        )
     with pytest.raises(UsageError, match="not one of the model's classes"):
         load_file_data(str(path), "y", SimpleNamespace(labels=["a"], input={"sample_shape": [2]}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,15 @@ from training.config import ModelConfig, TrainConfig
 from training.data import Splits, load_splits, make_data_spec
 from training.distributed import DistEnv
 from training.errors import UsageError
-from training.train import check_batch_size, evaluate, fit, resolve_device, shift_images
+from training.stats import recompute_exact_bn_stats
+from training.train import (
+    AllShifts,
+    check_batch_size,
+    evaluate,
+    fit,
+    resolve_device,
+    shift_images,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +30,12 @@ def cancer() -> Splits:
 
 
 def mlp(splits: Splits, **overrides: object) -> ModelConfig:
-    values: dict = {"kind": "mlp", "in_shape": splits.sample_shape, "num_classes": 2, "widths": (16,)}
+    values: dict = {
+        "kind": "mlp",
+        "in_shape": splits.sample_shape,
+        "num_classes": 2,
+        "widths": (16,),
+    }
     return ModelConfig(**{**values, **overrides})
 
 
@@ -34,6 +49,21 @@ def test_shift_images_matches_a_direct_translation() -> None:
     expected = padded[0:4, 2:7]  # offset (0, 2) in the padded image
     np.testing.assert_array_equal(out[1, 0].numpy(), expected)
     assert out[1, 0, 1, 0] == x[1, 0, 0, 1]  # content moved down one row and left one column
+    assert out.stride() == (20, 20, 5, 1)  # plain NCHW, not an ambiguous channels-last view
+
+
+def test_all_shifts_enumerates_every_offset_once() -> None:
+    x = torch.randn(5, 2, 6, 6)
+    batches = list(AllShifts(x, max_shift=1, batch_size=3))
+    assert len(batches) == 2 * 9  # 2 chunks of the data x 9 offsets
+    seen = torch.cat(batches)
+    assert seen.shape == (45, 2, 6, 6)
+    for row in range(3):
+        for col in range(3):
+            shifted = shift_images(x, torch.tensor([[row, col]] * 5), 1)
+            for image in shifted:
+                assert any(torch.equal(image, s) for s in seen)
+    assert list(AllShifts(x, 1, 3))[4].shape == batches[4].shape  # re-iterable
 
 
 def test_fit_learns_breast_cancer_and_measures_both_statistics(cancer: Splits) -> None:
@@ -59,7 +89,9 @@ def test_fit_is_reproducible_and_keeps_ema_when_asked(cancer: Splits) -> None:
     a = fit(cancer, mlp(cancer), cfg, show_progress=False)
     b = fit(cancer, mlp(cancer), cfg, show_progress=False)
     assert a is not None and b is not None
-    assert a.history == [{**row, "time_s": a.history[i]["time_s"]} for i, row in enumerate(b.history)]
+    assert a.history == [
+        {**row, "time_s": a.history[i]["time_s"]} for i, row in enumerate(b.history)
+    ]
     for key, value in a.model.state_dict().items():
         torch.testing.assert_close(value, b.model.state_dict()[key])
     torch.testing.assert_close(a.model.layers[1].running_var, a.bn_stats["ema"]["layers.1"][1])
@@ -124,3 +156,30 @@ def test_resolve_device() -> None:
 def test_train_config_round_trip() -> None:
     cfg = TrainConfig(epochs=3, optimizer="sgd", sync_bn=True)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_exact_statistics_of_shifted_images_cover_every_shift(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "images.npz"
+    np.savez(path, X=rng.uniform(0, 16, size=(60, 6, 6)), y=np.arange(60) % 3)
+    splits = load_splits(make_data_spec(str(path)))
+    config = ModelConfig("cnn", splits.sample_shape, 3, (4, 4))
+    results = {}
+    for inputs in ("augmented", "plain"):
+        cfg = TrainConfig(epochs=1, batch_size=8, augment_shift=1, exact_inputs=inputs)
+        results[inputs] = fit(splits, config, cfg, show_progress=False)
+    plain, augmented = results["plain"], results["augmented"]
+    assert plain is not None and augmented is not None
+    torch.testing.assert_close(plain.model.state_dict()["layers.0.weight"],
+                               augmented.model.state_dict()["layers.0.weight"])  # fmt: skip
+    x = torch.as_tensor(plain.standardization.apply(splits.train.X))
+    model = plain.model
+    recompute_exact_bn_stats(model, x)
+    torch.testing.assert_close(model.layers[1].running_var, plain.bn_stats["exact"]["layers.1"][1])
+    recompute_exact_bn_stats(model, AllShifts(x, 1, 16))
+    torch.testing.assert_close(
+        model.layers[1].running_var, augmented.bn_stats["exact"]["layers.1"][1]
+    )
+    assert not torch.allclose(
+        plain.bn_stats["exact"]["layers.1"][1], augmented.bn_stats["exact"]["layers.1"][1]
+    )

@@ -11,16 +11,25 @@ Public API::
     result.report.summary()      # {bn_total, folded, refused, max_relative_error, entries}
 
 Modules: ``math`` (pure float64 fold arithmetic), ``graph`` (torch.fx tracing and
-node classification), ``plan`` (which fold applies, or why none does), ``site``
-(per-fold verification against a float64 oracle), ``report`` (entries, JSON,
-table), ``api`` (``fold_batchnorm``). Bad input raises ``FoldingError``, which
-is both a ``ValueError`` and a ``training.errors.UsageError``.
+node classification), ``plan`` (which fold applies, or why none does), ``concat``
+(a BN after a concat, split over the producers), ``site`` (per-fold verification
+against a float64 oracle), ``apply`` (all-or-nothing fold of a plan), ``report``
+(entries, JSON, table), ``api`` (``fold_batchnorm``). Bad input raises
+``FoldingError``, which is both a ``ValueError`` and a ``training.errors.UsageError``.
 """
 
 from __future__ import annotations
 
 from training.folding.api import FoldResult, fold_batchnorm
 from training.folding.errors import FoldingError
-from training.folding.report import FoldEntry, FoldReport, NotFoldable
+from training.folding.report import REASONS, FoldEntry, FoldReport, NotFoldable
 
-__all__ = ["FoldEntry", "FoldReport", "FoldResult", "FoldingError", "NotFoldable", "fold_batchnorm"]
+__all__ = [
+    "REASONS",
+    "FoldEntry",
+    "FoldReport",
+    "FoldResult",
+    "FoldingError",
+    "NotFoldable",
+    "fold_batchnorm",
+]

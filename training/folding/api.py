@@ -11,24 +11,20 @@ import torch
 from torch import Tensor, fx, nn
 
 from training.folding import graph as g
+from training.folding.apply import stat_flags, try_fold
+from training.folding.concat import Part, plan_concat
 from training.folding.errors import FoldingError
-from training.folding.math import F64, bn_affine, fits_dtype, fold_backward, fold_forward, max_abs
+from training.folding.math import bn_affine
 from training.folding.math import relative_error as _relative_error
 from training.folding.plan import (
     BatchNormSite,
     Context,
-    Plan,
     Refusal,
     batchnorm_site,
-    is_transposed,
     plan_backward,
     plan_forward,
-    run_chain,
 )
 from training.folding.report import FoldEntry, FoldReport, NotFoldable
-from training.folding.site import check_site, default_tolerance
-
-FLOAT16_MAX = float(torch.finfo(torch.float16).max)
 
 
 @dataclass(frozen=True)
@@ -102,17 +98,17 @@ def _fold_one(ctx: Context, node: fx.Node, name: str, tolerance: float | None) -
     if isinstance(site, Refusal):
         width = int(ctx.env[node.name].shape[1])
         return FoldEntry(name, kind, width, "refused", reason_code=site.code, reason=site.message)
-    scale, shift = bn_affine(site.running_mean, site.running_var, site.weight, site.bias, site.eps)
-    template = _stat_flags(FoldEntry(name, kind, int(scale.numel()), "refused"), site, scale)
+    scale, _ = bn_affine(site.running_mean, site.running_var, site.weight, site.bias, site.eps)
+    template = stat_flags(FoldEntry(name, kind, int(scale.numel()), "refused"), site, scale)
 
     refusals: list[Refusal] = []
     rolled_back: FoldEntry | None = None
-    for planner in (plan_backward, plan_forward):
-        plan = planner(ctx, site)
-        if isinstance(plan, Refusal):
-            refusals.append(plan)
+    for planner in (_backward_parts, _forward_parts):
+        parts = planner(ctx, site)
+        if isinstance(parts, Refusal):
+            refusals.append(parts)
             continue
-        entry = _try_fold(ctx, site, plan, scale, shift, tolerance, template)
+        entry = try_fold(ctx, site, parts, tolerance, template)
         if entry.status == "folded":
             return entry
         refusals.append(Refusal(str(entry.reason_code), str(entry.reason)))
@@ -130,87 +126,17 @@ def _fold_one(ctx: Context, node: fx.Node, name: str, tolerance: float | None) -
     return refused
 
 
-def _try_fold(
-    ctx: Context,
-    site: BatchNormSite,
-    plan: Plan,
-    scale: Tensor,
-    shift: Tensor,
-    tolerance: float | None,
-    template: FoldEntry,
-) -> FoldEntry:
-    layer = plan.layer
-    weight, bias = layer.weight, layer.bias
-    assert isinstance(weight, Tensor) and (bias is None or isinstance(bias, Tensor))
-    dtype = weight.dtype
-    fold = fold_backward if plan.direction == "backward" else fold_forward
-    # Cast once to float64, fold, cast once back: no intermediate rounding.
-    new_w64, new_b64 = fold(
-        weight.detach().to(F64),
-        None if bias is None else bias.detach().to(F64),
-        scale[plan.channel_map],
-        shift[plan.channel_map],
-        groups=int(getattr(layer, "groups", 1)),
-        transposed=is_transposed(layer),
-    )
-    target = str(plan.layer_node.target)
-    dtype_name = str(dtype).removeprefix("torch.")
-    entry = replace(
-        template,
-        direction=plan.direction,
-        target=target,
-        target_kind=type(layer).__name__,
-        dtype=dtype_name,
-    )
-    bias_dtype = dtype if bias is None else bias.dtype
-    peak = max(max_abs(new_w64), max_abs(new_b64))
-    if not (fits_dtype(max_abs(new_w64), dtype) and fits_dtype(max_abs(new_b64), bias_dtype)):
-        return replace(
-            entry,
-            reason_code="dtype_range",
-            reason=f"folded parameters of {target} overflow {dtype_name} (max |value| {peak:.3g})",
-        )
-    if peak > FLOAT16_MAX:  # fine in this dtype, but not if deployed in float16
-        entry = replace(entry, flags=[*entry.flags, "exceeds_float16_range"])
-    new_w, new_b = new_w64.to(dtype), new_b64.to(bias_dtype)
-    check = check_site(ctx, site, plan, new_w, new_b, tolerance=tolerance)
-    limit = tolerance if tolerance is not None else default_tolerance(dtype, check.baseline_error)
-    entry = replace(entry, error=check.error, baseline_error=check.baseline_error, tolerance=limit)
-    if not check.error <= limit:  # also catches NaN
-        return replace(
-            entry,
-            reason_code="verification_failed",
-            reason=f"fold into {target} rolled back: error {check.error:.3g} > {limit:.3g}",
-        )
-    _commit(ctx, site, plan, new_w, new_b)
-    return replace(entry, status="folded")
+def _backward_parts(ctx: Context, site: BatchNormSite) -> list[Part] | Refusal:
+    concat = plan_concat(ctx, site)
+    if concat is not None:
+        return concat
+    plan = plan_backward(ctx, site)
+    return plan if isinstance(plan, Refusal) else [(site, plan)]
 
 
-def _commit(ctx: Context, site: BatchNormSite, plan: Plan, weight: Tensor, bias: Tensor) -> None:
-    """Install the folded parameters and remove the BN node from the graph."""
-    layer = plan.layer
-    old = layer.weight
-    assert isinstance(old, Tensor)
-    layer.weight = nn.Parameter(weight, requires_grad=old.requires_grad)
-    layer.bias = nn.Parameter(bias, requires_grad=old.requires_grad)
-    node = site.node
-    # Keep the recorded values true for later folds: the values that flow past the
-    # removed BN are unchanged, those inside the rewritten site are not.
-    if plan.direction == "backward":
-        ctx.env[site.input.name] = ctx.env[node.name]
-    else:
-        value = ctx.env[site.input.name]
-        prev = node
-        for step in plan.chain:
-            value = run_chain(ctx, (step,), prev, value)
-            ctx.env[step.name] = value
-            prev = step
-    statistics = [a for a in node.all_input_nodes if a is not site.input]
-    node.replace_all_uses_with(site.input)
-    ctx.gm.graph.erase_node(node)
-    for arg in statistics:
-        if arg.op == "get_attr" and not arg.users:
-            ctx.gm.graph.erase_node(arg)
+def _forward_parts(ctx: Context, site: BatchNormSite) -> list[Part] | Refusal:
+    plan = plan_forward(ctx, site)
+    return plan if isinstance(plan, Refusal) else [(site, plan)]
 
 
 def _drop_unused(gm: fx.GraphModule, names: set[str]) -> None:
@@ -219,19 +145,6 @@ def _drop_unused(gm: fx.GraphModule, names: set[str]) -> None:
     for name in names:
         if not any(u == name or u.startswith(f"{name}.") for u in used):
             gm.delete_submodule(name)
-
-
-def _stat_flags(entry: FoldEntry, site: BatchNormSite, scale: Tensor) -> FoldEntry:
-    """``entry`` with the flags that depend only on the BN statistics."""
-    var = site.running_var.detach().to(F64)
-    # var < eps: the scale is set by eps alone (up to |γ|/sqrt(eps)), e.g. a dead channel.
-    near_zero = torch.nonzero(var < site.eps).flatten().tolist()
-    flags = ["near_zero_variance"] if near_zero else []
-    if site.weight is not None and bool((site.weight == 0).any()):
-        flags.append("zero_gamma")
-    return replace(
-        entry, flags=flags, near_zero_variance_channels=near_zero, max_abs_scale=max_abs(scale)
-    )
 
 
 def _tensors(value: Any) -> list[Tensor]:

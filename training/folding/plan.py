@@ -151,7 +151,7 @@ def run_chain(ctx: Context, chain: tuple[Node, ...], first: Node, value: Tensor)
     return value
 
 
-def _exclusive(ctx: Context, nodes: list[Node]) -> Refusal | None:
+def exclusive(ctx: Context, nodes: list[Node]) -> Refusal | None:
     """Refuse if any of ``nodes`` is a model output or feeds more than one consumer."""
     for node in nodes:
         users = g.data_users(node)
@@ -185,7 +185,7 @@ def plan_backward(ctx: Context, site: BatchNormSite) -> Plan | Refusal:
     if layer is None:
         name = g.describe(ctx.gm, producer)
         return Refusal("no_layer", f"its input comes from {name}, not a Linear/Conv/ConvTranspose")
-    refusal = _exclusive(ctx, [producer, *chain]) or _unshared(ctx, producer, layer)
+    refusal = exclusive(ctx, [producer, *chain]) or _unshared(ctx, producer, layer)
     if refusal:
         return refusal
     shape = ctx.env[producer.name].shape
@@ -215,11 +215,16 @@ def _forward_padding(layer: nn.Module) -> Refusal | None:
                 f"strided ConvTranspose (stride {tuple(layer.stride)}): the BN shift would reach "
                 "output positions through a varying number of taps",
             )
-        full = [d * (k - 1) for d, k in zip(layer.dilation, layer.kernel_size, strict=True)]
-        if any(p < f for p, f in zip(layer.padding, full, strict=True)):  # type: ignore[operator]
+        # Output o reads input o + padding - dilation*k for every tap k; all of them exist
+        # iff padding >= dilation*(kernel-1) + output_padding (the extra rows see fewer).
+        dims = zip(
+            layer.padding, layer.dilation, layer.kernel_size, layer.output_padding, strict=True
+        )
+        if any(p < d * (k - 1) + op for p, d, k, op in dims):  # type: ignore[operator]
             return Refusal(
                 "conv_transpose_border",
-                "ConvTranspose border outputs see fewer taps (padding < dilation*(kernel-1))",
+                "ConvTranspose border outputs see fewer taps "
+                "(padding < dilation*(kernel-1) + output_padding)",
             )
     elif (
         isinstance(layer, _ConvNd)
@@ -239,7 +244,7 @@ def plan_forward(ctx: Context, site: BatchNormSite) -> Plan | Refusal:
     chain: list[Node] = []
     current = site.node
     while True:
-        refusal = _exclusive(ctx, [current])
+        refusal = exclusive(ctx, [current])
         if refusal:
             return refusal
         if not g.data_users(current):

@@ -17,6 +17,24 @@ from typing import Any, Literal
 
 Status = Literal["folded", "refused"]
 
+# Every ``reason_code`` a refused entry can carry, with what it means.
+REASONS: dict[str, str] = {
+    "batch_statistics": "BN normalises with batch statistics (track_running_stats=False)",
+    "non_constant_statistics": "F.batch_norm statistics are computed in the graph",
+    "no_layer": "no Linear/Conv/ConvTranspose directly before or after the BN",
+    "fan_out": "the values to rescale also feed another consumer",
+    "model_output": "the values to rescale are also a model output",
+    "shared_module": "the layer is called at more than one place",
+    "tied_weight": "the layer's weight is shared with another module or use",
+    "axis_mismatch": "BN's channel axis is not the layer's feature axis",
+    "nonlinearity": "a non-linearity sits between the BN and the next layer",
+    "zero_padding": "forward fold into a zero-padded conv (the padding would shift)",
+    "conv_transpose_stride": "forward fold into a strided ConvTranspose",
+    "conv_transpose_border": "forward fold into a ConvTranspose whose borders see fewer taps",
+    "dtype_range": "the folded parameters overflow the layer's dtype",
+    "verification_failed": "the fold missed its tolerance against the float64 oracle: rolled back",
+}
+
 
 @dataclass(frozen=True)
 class FoldEntry:
@@ -25,8 +43,13 @@ class FoldEntry:
     ``error`` is the fold's measured error at its site: max |folded - oracle| /
     max |oracle|, the oracle being the unfolded site computed in float64;
     ``baseline_error`` is the same measure for the *unfolded* site in the layer's
-    dtype (what the layer's own rounding costs anyway). ``reason_code`` is stable
-    (for tables and scripts); ``reason`` is a sentence for humans.
+    dtype (what the layer's own rounding costs anyway), computed only when the
+    default tolerance needs it. ``reason_code`` is one of ``REASONS`` (stable, for
+    scripts); ``reason`` is a sentence for humans naming both directions tried.
+    Flags: ``near_zero_variance`` (running_var < eps; channels listed),
+    ``zero_gamma``, ``exceeds_float16_range`` (fits the layer's dtype, not fp16).
+    ``target`` names the layer folded into; a BN after a concat is split over the
+    producers, listed comma-separated (``error`` is then the worst part's).
     """
 
     name: str

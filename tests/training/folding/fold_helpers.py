@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from training.folding import FoldResult, fold_batchnorm
+from training.folding import REASONS, FoldResult, fold_batchnorm
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -57,5 +57,9 @@ def count_bn_modules(model: nn.Module) -> int:
 
 
 def codes(result: FoldResult) -> dict[str, str | None]:
-    """``entry name -> reason_code`` (None when folded)."""
-    return {e.name: e.reason_code if e.status == "refused" else None for e in result.report.entries}
+    """``entry name -> reason_code`` (None when folded); every code must be documented."""
+    found = {
+        e.name: e.reason_code if e.status == "refused" else None for e in result.report.entries
+    }
+    assert {c for c in found.values() if c} <= set(REASONS)
+    return found

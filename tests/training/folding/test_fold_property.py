@@ -85,9 +85,9 @@ def cases(draw: st.DrawFn) -> Case:
             forward_exact = padding == 0 or mode != "zeros"
         else:
             padding = draw(st.integers(0, 2))
-            out_pad = draw(st.integers(0, max(0, min(stride, dilation) - 1)))
+            out_pad = draw(st.integers(0, max(stride, dilation) - 1))
             layer = CONVT[dims](cin, cout, k, stride, padding, out_pad, groups, bias, dilation)
-            forward_exact = stride == 1 and padding >= dilation * (k - 1)
+            forward_exact = stride == 1 and padding >= dilation * (k - 1) + out_pad
         x = torch.randn(draw(st.integers(1, 3)), cin, *([size] * dims))
     with torch.no_grad():
         for p in layer.parameters():
@@ -149,3 +149,39 @@ def test_grouped_conv_transpose_backward(
         model[1].bias.normal_()
     result = fold_and_check(model, torch.randn(2, cin, *([4] * dims)))
     assert result.report.folded == 1
+
+
+class Branches(nn.Module):
+    def __init__(self, branches: list[nn.Module], bn: nn.Module) -> None:
+        super().__init__()
+        self.branches, self.bn = nn.ModuleList(branches), bn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(torch.cat([b(x) for b in self.branches], dim=1))
+
+
+@st.composite
+def concat_cases(draw: st.DrawFn) -> tuple[nn.Module, torch.Tensor]:
+    cin = 4
+    branches: list[nn.Module] = []
+    for _ in range(draw(st.integers(2, 3))):
+        groups = draw(st.sampled_from([1, 2, 4]))
+        cout = groups * draw(st.integers(1, 3))
+        bias = draw(st.booleans())
+        if draw(st.booleans()):
+            branches.append(nn.Conv2d(cin, cout, 3, padding=1, groups=groups, bias=bias))
+        else:  # same spatial size: stride 1, padding 1
+            branches.append(nn.ConvTranspose2d(cin, cout, 3, padding=1, groups=groups, bias=bias))
+    width = sum(b.out_channels for b in branches)  # type: ignore[misc]
+    model = Branches(branches, make_bn(draw, 2, width)).eval()
+    return model, torch.randn(2, cin, 6, 6)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(concat_cases())
+def test_bn_after_concat_of_random_branches_is_split_exactly(
+    case: tuple[nn.Module, torch.Tensor],
+) -> None:
+    model, x = case
+    result = fold_and_check(model, x)
+    assert result.report.folded == 1 and result.bn_left == 0

@@ -298,3 +298,62 @@ def test_untraceable_model_raises_folding_error() -> None:
 
     with pytest.raises(FoldingError, match=r"torch\.fx"):
         fold_batchnorm(Dynamic().eval(), torch.randn(2))
+
+
+def test_forward_fold_into_conv_transpose_with_output_padding_is_refused() -> None:
+    """Full overlap except the extra output_padding row, which sees fewer taps."""
+    layer = nn.ConvTranspose2d(4, 3, 3, padding=4, dilation=2, output_padding=1)
+    model, naive = _forward_into(layer, 4)
+    x = torch.randn(2, 4, 9, 9)
+    assert codes(fold_and_check(model, x)) == {"0": "conv_transpose_border"}
+    assert _wrong(naive, model, x) > 0.01
+
+
+class Concat(nn.Module):
+    def __init__(self, second: str = "conv", dim: int = 1) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 3 if dim == 1 else 4, 1)
+        self.second, self.dim = second, dim
+        self.bn = _bn(7 if dim == 1 else 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        other = self.b(x) if self.second == "conv" else x  # raw input: no layer to fold into
+        return self.bn(torch.cat([self.a(x), other], dim=self.dim))
+
+
+def test_bn_after_concat_is_split_over_the_producers() -> None:
+    model, x = Concat().eval(), torch.randn(2, 3, 5, 5)
+    (entry,) = fold_and_check(model, x).report.entries
+    assert entry.status == "folded" and entry.target == "a, b"
+
+
+def test_bn_after_concat_with_an_unfoldable_input_is_refused_whole() -> None:
+    model, x = Concat(second="input").eval(), torch.randn(2, 3, 5, 5)
+    result = fold_and_check(model, x)
+    (entry,) = result.report.entries
+    assert entry.status == "refused" and "concat input #1: its input comes from model input" in str(
+        entry.reason
+    )
+    # Folding only the conv's share would leave the raw-input channels unnormalised.
+    naive = copy.deepcopy(model)
+    bn = naive.bn
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    with torch.no_grad():
+        naive.a.weight.mul_(s[:4].reshape(-1, 1, 1, 1))
+        naive.a.bias.copy_((naive.a.bias - bn.running_mean[:4]) * s[:4] + bn.bias[:4])
+    naive.bn = nn.Identity()
+    assert _wrong(naive, model, x) > 0.1
+
+
+def test_bn_after_concat_along_another_axis_folds_whole_into_each_producer() -> None:
+    model, x = Concat(dim=2).eval(), torch.randn(2, 3, 5, 5)
+    (entry,) = fold_and_check(model, x).report.entries
+    assert entry.status == "folded" and entry.target == "a, b"
+
+
+def test_concat_split_is_all_or_nothing() -> None:
+    model, x = Concat().eval(), torch.randn(2, 3, 5, 5)
+    result = fold_batchnorm(model, x, tolerance=1e-30)
+    assert codes(result) == {"bn": "verification_failed"}
+    for name in ("a", "b"):  # neither producer was changed
+        assert torch.equal(result.model.get_submodule(name).weight, getattr(model, name).weight)
