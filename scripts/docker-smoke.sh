@@ -12,7 +12,7 @@
 #      ONNX Runtime run here on the same file; check the user is not root, torch is absent, the
 #      image size above the base, the HEALTHCHECK, a clean `docker stop`; run it again hardened
 #      as on Kubernetes with the model from a volume and WORKERS=2; check that bad MODEL_PATHs
-#      (missing, corrupt, wrong card) exit non-zero with a one-line reason in `docker logs`;
+#      (missing, corrupt, wrong card, no card) exit non-zero with a one-line reason in `docker logs`;
 #   5. clean up in a trap: containers, dockerd (by PID), mounts, docker0, iptables chains,
 #      net.ipv4.ip_forward, /etc/docker/key.json, /run/{docker,containerd}, temp roots. The host
 #      is left as it was found, apart from the apt packages and the cached tarball.
@@ -355,6 +355,7 @@ bad_case() { # name, extra docker args...
 bad_case missing -e MODEL_PATH=/models/does-not-exist.onnx
 bad_case corrupt -v "$TMP/smoke/bad:/models:ro" -e MODEL_PATH=/models/corrupt.onnx
 bad_case wrong-card -v "$TMP/smoke/bad:/models:ro" -e MODEL_PATH=/models/wrong-card.onnx
+bad_case no-card -v "$TMP/smoke/bad:/models:ro" -e MODEL_PATH=/models/no-card.onnx
 
 # --- summary ------------------------------------------------------------------------------------
 log "figures"

@@ -123,6 +123,10 @@ def prepare(model_path: Path, out: Path) -> None:
     array.flat[0] += 1.0
     biggest.CopyFrom(numpy_helper.from_array(array, biggest.name))
     onnx.save(tampered, str(bad / "wrong-card.onnx"))
+    # A valid ONNX model that bnfold did not export: no card at all.
+    plain = onnx.load(str(model_path))
+    del plain.metadata_props[:]
+    onnx.save(plain, str(bad / "no-card.onnx"))
     for path in (bad, *bad.iterdir()):  # readable by the container's non-root user
         path.chmod(0o755 if path.is_dir() else 0o644)
     print(f"{len(cases)} samples, model '{card.name}', expected answers in {out / 'expected.json'}")

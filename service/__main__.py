@@ -17,7 +17,10 @@ from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="Check a bnfold ONNX model against its card, then serve it with uvicorn.",
+    )
     parser.add_argument("--host", help="bind address (env HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env PORT, default 8000)")
     parser.add_argument("--workers", type=int, help="uvicorn worker processes (env WORKERS)")

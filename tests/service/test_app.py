@@ -236,3 +236,20 @@ def test_behind_a_path_prefix_the_fastapi_route_answers_the_same(
     assert refused.status_code == 422
     assert refused.json() == {"error": "image: expected a nested list of 8 x 8 numbers, got number"}
     assert wrong_type.status_code == 415
+
+
+def test_inputs_that_overflow_the_model_are_refused(image: TestClient) -> None:
+    huge = [[-3e38] * 8 for _ in range(8)]  # overflows this fixture model's logits
+    response = post(image, "/predict", {"image": huge})
+    assert response.status_code == 422
+    assert "not finite" in response.json()["error"]
+    v2 = image.post(
+        "/v2/models/digits/infer",
+        json={
+            "inputs": [
+                {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [-3e38] * 64}
+            ]
+        },
+    )
+    assert v2.status_code == 400
+    assert "not finite" in v2.json()["error"]

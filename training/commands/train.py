@@ -21,6 +21,7 @@ import torch
 from training import distributed as tdist
 from training.commands.train_options import (
     DEFAULT_DROPOUT,
+    DEFAULT_LABEL_SMOOTHING,
     DEFAULT_WIDTHS,
     DESCRIPTION,
     add_train_arguments,
@@ -80,7 +81,9 @@ def configs_from_args(args: argparse.Namespace, splits: Splits) -> tuple[ModelCo
         weight_decay=args.weight_decay,
         momentum=args.momentum,
         schedule=args.schedule,
-        label_smoothing=args.label_smoothing,
+        label_smoothing=(
+            DEFAULT_LABEL_SMOOTHING[kind] if args.label_smoothing is None else args.label_smoothing
+        ),
         augment_shift=args.augment_shift,
         patience=args.patience,
         stats=args.stats,

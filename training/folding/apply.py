@@ -103,9 +103,12 @@ def _fold_part(
     scale, shift = bn_affine(site.running_mean, site.running_var, site.weight, site.bias, site.eps)
     fold = fold_backward if plan.direction == "backward" else fold_forward
     # Cast once to float64, fold, cast once back: no intermediate rounding.
+    original64 = {"weight": weight.detach().to(F64)}
+    if bias is not None:
+        original64["bias"] = bias.detach().to(F64)
     new_w64, new_b64 = fold(
-        weight.detach().to(F64),
-        None if bias is None else bias.detach().to(F64),
+        original64["weight"],
+        original64.get("bias"),
         scale[plan.channel_map],
         shift[plan.channel_map],
         groups=int(getattr(layer, "groups", 1)),
@@ -120,7 +123,7 @@ def _fold_part(
             f"(max |value| {peak:.3g})",
         )
     new_w, new_b = new_w64.to(dtype), new_b64.to(bias_dtype)
-    check = check_site(ctx, site, plan, new_w, new_b, tolerance=tolerance)
+    check = check_site(ctx, site, plan, new_w, new_b, original64=original64, tolerance=tolerance)
     limit = tolerance if tolerance is not None else default_tolerance(dtype, check.baseline_error)
     exceeds = max(peak_w, peak_b) > FLOAT16_MAX
     return _Candidate(layer, new_w, new_b, check.error, check.baseline_error, limit, exceeds)

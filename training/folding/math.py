@@ -82,8 +82,12 @@ def fold_backward(
     caller applies the channel map). Works for Linear (``groups=1``), Conv and
     ConvTranspose with any groups.
     """
-    out_ch = output_channel_of_weight(weight.shape, groups, transposed)
-    new_weight = weight * _per_slot(scale, out_ch, weight.dim())
+    if transposed:
+        out_ch = output_channel_of_weight(weight.shape, groups, transposed)
+        factor = _per_slot(scale, out_ch, weight.dim())
+    else:  # dim 0 is the output channel: no gather needed
+        factor = scale.reshape(-1, *([1] * (weight.dim() - 1)))
+    new_weight = weight * factor
     base = torch.zeros_like(scale) if bias is None else bias
     return new_weight, base * scale + shift
 

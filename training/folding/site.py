@@ -52,6 +52,7 @@ def check_site(
     weight: Tensor,
     bias: Tensor,
     *,
+    original64: dict[str, Tensor],
     tolerance: float | None = None,
 ) -> SiteCheck:
     """Evaluate the site with the candidate folded ``weight``/``bias`` (the layer is untouched).
@@ -59,9 +60,10 @@ def check_site(
     The baseline (unfolded site in the layer's dtype) only matters for the default
     tolerance of a fold that misses 64 ulps, so it is computed only then (it costs
     one more layer evaluation per site); otherwise ``baseline_error`` is None.
+    ``original64`` holds the layer's current parameters in float64 (the caller
+    computed the fold from them, so they are not cast twice).
     """
-    layer = plan.layer
-    oracle_params = {name: p.detach().to(F64) for name, p in layer.named_parameters(recurse=False)}
+    oracle_params = original64
     folded_params = {"weight": weight, "bias": bias}
     with torch.no_grad():
         if plan.direction == "backward":

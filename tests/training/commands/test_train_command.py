@@ -16,7 +16,7 @@ import torch
 from training import cli
 from training.checkpoint import load_checkpoint
 from training.commands import train as train_command
-from training.data import Standardization, load_splits
+from training.data import Standardization, load_splits, make_data_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -28,6 +28,28 @@ def test_every_option_is_explained() -> None:
     assert len(options) >= 25
     for action in options:
         assert action.help and len(action.help) > 10, action.option_strings
+
+
+@pytest.mark.parametrize(
+    ("dataset", "kind", "widths", "dropout", "smoothing"),
+    [("digits", "cnn", (32, 64, 128), 0.0, 0.1), ("breast_cancer", "mlp", (32,), 0.2, 0.0)],
+)
+def test_defaults_depend_on_the_model_kind(
+    dataset: str, kind: str, widths: tuple[int, ...], dropout: float, smoothing: float
+) -> None:
+    parser = argparse.ArgumentParser()
+    train_command.add_train_arguments(parser)
+    args = parser.parse_args(["--dataset", dataset])
+    model_config, train_config = train_command.configs_from_args(
+        args, load_splits(make_data_spec(dataset))
+    )
+    assert (model_config.kind, model_config.widths, model_config.dropout) == (kind, widths, dropout)
+    assert train_config.label_smoothing == smoothing
+    args = parser.parse_args(["--dataset", dataset, "--dropout", "0.3", "--label-smoothing", "0"])
+    model_config, train_config = train_command.configs_from_args(
+        args, load_splits(make_data_spec(dataset))
+    )
+    assert model_config.dropout == 0.3 and train_config.label_smoothing == 0.0
 
 
 def test_train_writes_the_run_folder(tmp_path: Path) -> None:
