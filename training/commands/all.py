@@ -13,6 +13,7 @@ from training.commands.export import add_export_arguments, export_rows
 from training.commands.train import add_train_arguments, run_train
 from training.commands.verify import add_verify_arguments, evaluation_data, show_report
 from training.console import print_table
+from training.distributed import DistEnv
 from training.export import export_checkpoint
 from training.reference import reference_model
 from training.verify import verify_model
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     checkpoint = run_train(args)
     timings["train"] = time.perf_counter() - start
+    if not DistEnv.from_environ().is_main:
+        return 0  # under torchrun only rank 0 has the checkpoint to export
 
     start = time.perf_counter()
     result = export_checkpoint(
