@@ -5,7 +5,7 @@ UNFOLDED model (standardization + network with its BatchNorm layers) exported wi
 torch.onnx.export's defaults. Both run in the same process, one thread each,
 interleaved in rounds so that machine noise hits both alike. Target: ours/plain <= 1.05.
 
-    python -m benchmarks.export_latency [--run artifacts/digits]
+    python -m benchmarks.bench_export [--run artifacts/digits]
 """
 
 from __future__ import annotations
