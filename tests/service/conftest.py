@@ -23,8 +23,8 @@ from service.card import ModelCard
 from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-# The exported digits model; BNFOLD_REAL_MODEL points the tests at another export.
-REAL_MODEL = Path(os.environ.get("BNFOLD_REAL_MODEL", REPO / "artifacts" / "digits" / "model.onnx"))
+# The committed default digits model; BNFOLD_REAL_MODEL points the tests at another export.
+REAL_MODEL = Path(os.environ.get("BNFOLD_REAL_MODEL", REPO / "models" / "digits" / "model.onnx"))
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,13 @@
-"""The exported digits model (``artifacts/digits/model.onnx``), once the lead has built it."""
+"""The real exported digits model (``models/digits/model.onnx``, or ``BNFOLD_REAL_MODEL``)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from conftest import REAL_MODEL, make_settings
 from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.runtime import ModelRuntime
-
-pytestmark = pytest.mark.skipif(
-    not REAL_MODEL.is_file(), reason="no artifacts/digits/model.onnx (run: python -m training all)"
-)
 
 
 def test_real_model_passes_every_startup_check() -> None:
