@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from training.errors import UsageError
+from training.folding.math import F64, fold_forward
 
 
 def standardization_fold(
@@ -24,32 +25,18 @@ def standardization_fold(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(W', b')`` in float64 for a Linear (2-D weight) or Conv (N-D weight) layer.
 
-    ``mean``/``std`` have one entry per input feature/channel. ``groups`` is the
-    convolution's group count (1 for Linear).
+    Standardization is the per-channel affine map ``x / std - mean / std``, so this
+    is the folding engine's forward fold with ``s = 1/std`` and ``t = -mean/std``.
     """
-    w = weight.detach().to(torch.float64)
-    out_channels, in_per_group = w.shape[0], w.shape[1]
-    mean64 = mean.detach().to(torch.float64)
-    std64 = std.detach().to(torch.float64)
-    if mean64.numel() != in_per_group * groups:
+    w = weight.detach().to(F64)
+    if mean.numel() != w.shape[1] * groups:
         raise ValueError(
-            f"standardization has {mean64.numel()} entries, the layer reads "
-            f"{in_per_group * groups} input channels"
+            f"standardization has {mean.numel()} entries, the layer reads "
+            f"{w.shape[1] * groups} input channels"
         )
-    # (out, in_per_group): the input channel each weight slice reads, group by group.
-    group_of_out = torch.arange(out_channels) // (out_channels // groups)
-    in_index = group_of_out[:, None] * in_per_group + torch.arange(in_per_group)[None, :]
-    extra = (1,) * (w.dim() - 2)
-    inv_std = (1.0 / std64[in_index]).reshape(out_channels, in_per_group, *extra)
-    shift = mean64[in_index].reshape(out_channels, in_per_group, *extra)
-    w_new = w * inv_std
-    b_old = (
-        torch.zeros(out_channels, dtype=torch.float64)
-        if bias is None
-        else bias.detach().to(torch.float64)
-    )
-    b_new = b_old - (w_new * shift).flatten(1).sum(dim=1)
-    return w_new, b_new
+    inv_std = 1.0 / std.detach().to(F64)
+    b = None if bias is None else bias.detach().to(F64)
+    return fold_forward(w, b, inv_std, -mean.detach().to(F64) * inv_std, groups=groups)
 
 
 def fold_standardization_into(layer: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:

@@ -6,51 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
+from training_checkpoints import make_checkpoint
 
-from training.checkpoint import Checkpoint, library_versions, save_checkpoint
 from training.cli import main
-from training.config import ModelConfig
-from training.data import Standardization, load_splits, make_data_spec
-from training.models import build_model
-
-
-def _checkpoint(
-    path: Path, dataset: str, kind: str, widths: tuple[int, ...], position: str
-) -> Path:
-    """Random weights and BN statistics: folding does not need a trained model."""
-    torch.manual_seed(0)
-    splits = load_splits(make_data_spec(dataset))
-    config = ModelConfig(
-        kind=kind,  # type: ignore[arg-type]
-        in_shape=tuple(splits.sample_shape),
-        num_classes=len(splits.labels),
-        widths=widths,
-        bn_position=position,  # type: ignore[arg-type]
-    )
-    model = build_model(config)
-    with torch.no_grad():
-        for _, bn in model.batch_norms():
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.2, 3)
-            bn.weight.uniform_(-2, 2)
-            bn.bias.uniform_(-1, 1)
-    save_checkpoint(
-        path,
-        Checkpoint(
-            model_config=config,
-            state_dict=model.state_dict(),
-            standardization=Standardization.fit(splits.train.X),
-            input=splits.input_info(),
-            labels=splits.labels,
-            stats_mode="exact",
-            metrics={},
-            train_config={},
-            data_spec=splits.spec,
-            versions=library_versions(),
-        ),
-    )
-    return path
 
 
 @pytest.mark.parametrize(
@@ -70,7 +28,7 @@ def test_fold_command_folds_every_bn(
     widths: tuple[int, ...],
     position: str,
 ) -> None:
-    ckpt = _checkpoint(tmp_path / "ckpt.pt", dataset, kind, widths, position)
+    ckpt = make_checkpoint(tmp_path / "ckpt.pt", dataset, kind, widths, position)
     out = tmp_path / "report.json"
     assert main(["fold", str(ckpt), "--json", str(out), "--samples", "64"]) == 0
     text = capsys.readouterr().out
@@ -94,6 +52,6 @@ def test_fold_command_missing_checkpoint_is_one_line_exit_2(
 def test_fold_command_rejects_bad_samples(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ckpt = _checkpoint(tmp_path / "ckpt.pt", "wine", "mlp", (8,), "before")
+    ckpt = make_checkpoint(tmp_path / "ckpt.pt", "wine", "mlp", (8,), "before")
     assert main(["fold", str(ckpt), "--samples", "0"]) == 2
     assert "--samples" in capsys.readouterr().err
