@@ -195,8 +195,13 @@ def _check_file(data: bytes, path: Path) -> ModelCard:
     except ValueError as exc:
         raise ModelLoadError(f"{path}: invalid model card: {_first_line(exc)}") from None
     if digest is None:  # tensors this reader does not cover: ask onnx itself
-        import onnx
-
+        try:
+            import onnx
+        except ImportError:
+            raise ModelLoadError(
+                f"{path} stores weights in an encoding this service reads only with the "
+                "'onnx' package installed (pip install onnx)"
+            ) from None
         digest = weights_sha256(onnx.load_from_string(data))
     if digest != card.weights_sha256:
         raise ModelLoadError(

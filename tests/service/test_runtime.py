@@ -110,3 +110,23 @@ def test_onnxruntime_telemetry_is_off() -> None:
     import os
 
     assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"
+
+
+def test_uncovered_weights_without_onnx_installed(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A serve-only install has no `onnx`: weights the protobuf reader cannot hash must
+    # give a clear load error, not an ImportError.
+    import sys
+
+    monkeypatch.setattr("service.onnxfile.weights_sha256", lambda data: None)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ModelLoadError, match="pip install onnx"):
+        ModelRuntime.load(model_dir / "tabular.onnx")
+
+
+def test_uncovered_weights_are_hashed_by_onnx(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.onnxfile.weights_sha256", lambda data: None)
+    assert ModelRuntime.load(model_dir / "tabular.onnx").checks["golden_samples"] == 3
