@@ -132,7 +132,14 @@ class SampleCodec:
         return to_float32(ordered, self.sample_shape, field)
 
     def _image(self, value: Any, field: str) -> np.ndarray:
-        if len(self.grid) < len(self.sample_shape) and type(value) is list and len(value) == 1:
+        if (
+            len(self.grid) < len(self.sample_shape)
+            and type(value) is list
+            and len(value) == 1
+            and type(value[0]) is list
+            and value[0]
+            and type(value[0][0]) is list
+        ):
             value = value[0]  # [C=1][H][W] given in full
         if not _is_grid(value, self.grid):  # the common case in one pass; details if not
             _check_nested(value, self.grid, field, self.expected)

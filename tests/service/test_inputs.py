@@ -105,3 +105,9 @@ def test_messages_never_echo_long_keys(tabular_card: ModelCard) -> None:
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=4, max_size=4))
 def test_any_finite_float32_round_trips(values: list[float]) -> None:
     assert to_float32(values, (4,), "f").tolist() == values
+
+
+def test_a_single_short_row_is_not_taken_for_a_channel_axis(image_card: ModelCard) -> None:
+    # [[1, 2]] is one row of an 8x8 image, not a channel axis wrapped around 2 values.
+    with pytest.raises(InvalidInput, match=r"image: expected .*, got 1 items"):
+        SampleCodec(image_card.input).sample({"image": [[1, 2]]})
