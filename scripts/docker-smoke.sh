@@ -14,8 +14,8 @@
 #      as on Kubernetes with the model from a volume and WORKERS=2; check that bad MODEL_PATHs
 #      (missing, corrupt, wrong card, no card) exit non-zero with a one-line reason in `docker logs`;
 #   5. clean up in a trap: containers, dockerd (by PID), mounts, docker0, iptables chains,
-#      net.ipv4.ip_forward, /etc/docker/key.json, /run/{docker,containerd}, temp roots. The host
-#      is left as it was found, apart from the apt packages and the cached tarball.
+#      net.ipv4.ip_forward, /etc/docker/key.json, /run/{docker,containerd,runc,mount}, temp
+#      roots. The host is left as it was found, apart from the apt packages and the cached tarball.
 #
 # Environment: SMOKE_MODEL (default models/digits/model.onnx), PYTHON (default .venv/bin/python),
 # BNFOLD_CACHE_DIR (default /var/cache/bnfold), MAX_ABOVE_BASE_MB (default 200),
@@ -42,7 +42,10 @@ CONTAINERS=()
 IP_FORWARD_BEFORE=""
 HAD_DOCKER0=0
 HAD_KEY_JSON=0
-RUN_DIRS_CREATED=() # made whatever the exec-root: /run/docker/plugins, /run/containerd/s
+# Written whatever the exec-root: /run/docker/plugins (dockerd), /run/containerd/s (shim
+# sockets), /run/runc (BuildKit's runc executor), /run/mount (libmount, debootstrap's mounts).
+RUN_DIRS=(/run/docker /run/containerd /run/runc /run/mount)
+declare -A RUN_DIR_BEFORE=() # dir -> its entries before the run; absent key = did not exist
 IPTABLES_BEFORE=""
 
 log() { printf '==> %s\n' "$*"; }
@@ -121,9 +124,20 @@ cleanup() {
   if [[ -n $IP_FORWARD_BEFORE && $(sysctl -n net.ipv4.ip_forward) != "$IP_FORWARD_BEFORE" ]]; then
     sysctl -q -w net.ipv4.ip_forward="$IP_FORWARD_BEFORE" && info "net.ipv4.ip_forward restored"
   fi
-  local dir
-  for dir in "${RUN_DIRS_CREATED[@]}"; do
-    [[ -d $dir ]] && rm -rf --one-file-system "$dir"
+  local dir entry
+  for dir in "${RUN_DIRS[@]}"; do
+    [[ -d $dir ]] || continue
+    if [[ -z ${RUN_DIR_BEFORE[$dir]+set} ]]; then
+      if [[ $dir == /run/mount ]]; then
+        rmdir "$dir" 2>/dev/null # libmount's; only if nothing else uses it now
+      else
+        rm -rf --one-file-system "$dir"
+      fi
+    else
+      while IFS= read -r entry; do # only what appeared during the run
+        grep -qxF -- "$entry" <<<"${RUN_DIR_BEFORE[$dir]}" || rm -rf --one-file-system "${dir:?}/$entry"
+      done < <(ls -A "$dir")
+    fi
   done
   if ((!HAD_KEY_JSON)) && [[ -f /etc/docker/key.json ]]; then
     rm -f /etc/docker/key.json # dockerd 20.10 writes a libtrust key on start
@@ -155,6 +169,9 @@ cd "$REPO"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+for dir in "${RUN_DIRS[@]}"; do
+  if [[ -d $dir ]]; then RUN_DIR_BEFORE[$dir]=$(ls -A "$dir"); fi
+done
 TMP=$(mktemp -d /tmp/bnfold-docker.XXXXXX)
 chmod 755 "$TMP"
 
@@ -182,9 +199,6 @@ log "starting dockerd under $TMP"
 IP_FORWARD_BEFORE=$(sysctl -n net.ipv4.ip_forward)
 ip link show docker0 >/dev/null 2>&1 && HAD_DOCKER0=1
 [[ -f /etc/docker/key.json ]] && HAD_KEY_JSON=1
-for dir in /run/docker /run/containerd; do
-  [[ -e $dir ]] || RUN_DIRS_CREATED+=("$dir")
-done
 IPTABLES_BEFORE=$(iptables_rules)
 export DOCKER_HOST="unix://$TMP/docker.sock"
 export DOCKER_CONFIG="$TMP/client-config"
