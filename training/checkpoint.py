@@ -10,9 +10,7 @@ are the typed objects.
 from __future__ import annotations
 
 import os
-import pickle
 import platform
-import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -102,7 +100,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise UsageError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+    except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"{path}: not a readable checkpoint ({first_line})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from training import checkpoint as checkpoint_module
 from training.checkpoint import Checkpoint, library_versions, load_checkpoint, save_checkpoint
@@ -96,5 +99,22 @@ def test_bad_files_are_usage_errors(tmp_path: Path) -> None:
 def test_pickled_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"format": "bnfold-checkpoint", "payload": Path("x")}, path)
+    with pytest.raises(UsageError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+
+
+@settings(max_examples=40, deadline=None)
+@given(blob=st.binary(max_size=300))
+def test_any_bytes_are_a_usage_error_not_a_crash(blob: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "random.pt"
+        path.write_bytes(blob)
+        with pytest.raises(UsageError):
+            load_checkpoint(path)
+
+
+def test_a_text_file_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "passwd"
+    path.write_text("root:x:0:0:root:/root:/bin/bash\n")
     with pytest.raises(UsageError, match="not a readable checkpoint"):
         load_checkpoint(path)

@@ -13,6 +13,7 @@ from training.atomic import write_text_atomic
 from training.checkpoint import Checkpoint, load_checkpoint
 from training.console import print_table
 from training.data import load_file_data, load_splits
+from training.errors import UsageError
 from training.reference import reference_model
 from training.verify import VerifyReport, verify_model
 
@@ -59,6 +60,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Verify, print, save ``verify.json``; exit 1 when a check fails."""
     model = Path(args.model)
+    if not model.is_file():
+        raise UsageError(f"model file {model} does not exist")
     checkpoint = Path(args.checkpoint) if args.checkpoint else model.parent / "checkpoint.pt"
     ckpt = load_checkpoint(checkpoint)
     x, y = evaluation_data(ckpt, args.data, args.label_column, args.split)
