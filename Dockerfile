@@ -29,9 +29,10 @@ RUN python -m venv --without-pip /opt/venv \
 # The code and the default model, with permissions made readable by the service user whatever
 # they were in the build context (atomic writes leave 0600 files; git checkouts give 0644),
 # and the code byte-compiled (the root filesystem is read-only on Kubernetes).
+COPY bnfold/ /app/bnfold/
 COPY service/ /app/service/
 COPY models/digits/model.onnx /app/models/digits/model.onnx
-RUN python -m compileall -q /app/service \
+RUN python -m compileall -q /app/bnfold /app/service \
  && chmod -R u=rwX,go=rX /app
 
 # ---- runtime --------------------------------------------------------------------------------

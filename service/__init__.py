@@ -1,3 +1,5 @@
 """FastAPI + ONNX Runtime service for BN-folded models (imports no torch)."""
 
-__version__ = "0.1.0"
+from bnfold import __version__
+
+__all__ = ["__version__"]
