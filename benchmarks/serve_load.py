@@ -87,12 +87,10 @@ def synthetic_model(folder: Path) -> Path:
 def request_body(model_path: Path) -> bytes:
     """A ``/predict`` body holding the model's first golden sample."""
     sys.path.insert(0, str(REPO))
-    import onnx
-
-    from service.card import read_card
+    from bnfold.digest import read_card
     from service.schemas import sample_example
 
-    return json.dumps(sample_example(read_card(onnx.load(model_path)))).encode()
+    return json.dumps(sample_example(read_card(Path(model_path).read_bytes()))).encode()
 
 
 def rss_mib(pid: int) -> float:

@@ -29,7 +29,8 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.card import PROBABILITIES, ModelCard, read_card
+from bnfold.card import PROBABILITIES, ModelCard
+from bnfold.digest import read_card
 
 # The container's onnxruntime may be a different release from the venv's: allow rounding only.
 ATOL = 1e-5
@@ -82,8 +83,7 @@ def check_model(model_path: Path) -> None:
 def prepare(model_path: Path, out: Path) -> None:
     """Check the model as the service does, then write requests, answers and bad models."""
     check_model(model_path)
-    model = onnx.load(str(model_path))
-    card = read_card(model)
+    card = read_card(model_path.read_bytes())
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     cases = []
     for note, x in _samples(card):

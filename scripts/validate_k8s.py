@@ -153,12 +153,10 @@ def _card_name() -> str | None:
     model = REPO / "models" / "digits" / "model.onnx"
     if not model.exists():
         return None
-    import onnx
-
     sys.path.insert(0, str(REPO))
-    from service.card import read_card
+    from bnfold.digest import read_card
 
-    return read_card(onnx.load(str(model), load_external_data=False)).name
+    return read_card(model.read_bytes()).name
 
 
 def _pod_spec(doc: Doc) -> Doc | None:

@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from service.card import InputSpec
+from bnfold.card import FLOAT32_MAX, InputSpec
 from service.errors import InvalidInput
 
 _NUMBER_TYPES = frozenset((int, float))
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SHOWN = 40  # characters of a client-supplied name that a message may quote
 
 
@@ -68,14 +67,9 @@ class SampleCodec:
         self.sample_shape: tuple[int, ...] = spec.sample_shape
         self.size = int(np.prod(self.sample_shape))
         self.key = "features" if spec.kind == "tabular" else "image"
-        self.names = list(spec.feature_names or [])
+        self.names = list(spec.columns or [])
         self._index = {name: i for i, name in enumerate(self.names)}
-        # Images may drop a single channel axis: [[...]] (H, W) for (1, H, W).
-        self.grid = (
-            self.sample_shape[1:]
-            if spec.kind == "image" and self.sample_shape[0] == 1
-            else self.sample_shape
-        )
+        self.grid = spec.grid
         self.expected = self._describe()
 
     def _describe(self) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from bnfold.card import OUTPUTS
 from service import __version__
 from service.body import read_inference
 from service.errors import BadRequest, InvalidInput, NotFound
@@ -114,7 +115,7 @@ def parse_infer(predictor: Predictor, payload: Any, binary: bytes) -> tuple[np.n
         batch = to_float32(values, (shape[0], *sample), field)
     except InvalidInput as exc:
         raise BadRequest(exc.message) from None
-    return batch, _outputs(payload.get("outputs"), runtime.card.outputs)
+    return batch, _outputs(payload.get("outputs"))
 
 
 def _binary(binary: bytes, size: Any, dtype: str, count: int, field: str) -> np.ndarray:
@@ -127,8 +128,8 @@ def _binary(binary: bytes, size: Any, dtype: str, count: int, field: str) -> np.
     return np.frombuffer(binary, dtype=dtype, count=count)
 
 
-def _outputs(requested: Any, names: dict[str, str]) -> list[str]:
-    known = [names["logits"], names["probabilities"]]
+def _outputs(requested: Any) -> list[str]:
+    known = list(OUTPUTS)
     if requested is None:
         return known
     if type(requested) is not list or any(type(o) is not dict for o in requested):
@@ -172,10 +173,7 @@ def build_router(slot: Slot, body_limit: int) -> APIRouter:
                     "shape": [-1, *runtime.sample_shape],
                 }
             ],
-            "outputs": [
-                {"name": n, "datatype": "FP32", "shape": [-1, classes]}
-                for n in (runtime.card.outputs["logits"], runtime.card.outputs["probabilities"])
-            ],
+            "outputs": [{"name": n, "datatype": "FP32", "shape": [-1, classes]} for n in OUTPUTS],
         }
 
     async def model_ready(model_name: str, model_version: str | None = None) -> dict[str, Any]:
@@ -194,10 +192,7 @@ def build_router(slot: Slot, body_limit: int) -> APIRouter:
             logits, probs = predictor.run(batch)
         except InvalidInput as exc:
             raise BadRequest(exc.message) from None
-        tensors = {
-            predictor.runtime.card.outputs["logits"]: logits,
-            predictor.runtime.card.outputs["probabilities"]: probs,
-        }
+        tensors = dict(zip(OUTPUTS, (logits, probs), strict=True))
         body: dict[str, Any] = {
             "model_name": predictor.runtime.name,
             "model_version": predictor.version,

@@ -20,19 +20,10 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import numpy as np
 import onnxruntime as ort
 
-from service import onnxfile
-from service.card import (
-    CARD_KEY,
-    LOGITS,
-    PROBABILITIES,
-    ModelCard,
-    card_from_json,
-    weights_sha256,
-)
+from bnfold import digest, onnxwire
+from bnfold.card import OUTPUTS, ModelCard
 
 __all__ = ["ModelLoadError", "ModelRuntime"]
-
-VERSION_CHARS = 12  # the model version is the weights hash, shortened like a git commit
 
 
 class ModelLoadError(Exception):
@@ -59,14 +50,11 @@ class ModelRuntime:
         self.path = path
         self.load_seconds = load_seconds
         self.name = card.name
-        self.version = card.weights_sha256[:VERSION_CHARS]
+        self.version = card.version
         self.input_name = card.input.name
         self.sample_shape: tuple[int, ...] = card.input.sample_shape
         self.labels: list[str] = list(card.labels)
-        self._outputs = [
-            card.outputs.get("logits", LOGITS),
-            card.outputs.get("probabilities", PROBABILITIES),
-        ]
+        self._outputs = list(OUTPUTS)
         self._run = session.run
         self.checks: dict[str, object] = {}
 
@@ -129,24 +117,18 @@ class ModelRuntime:
             for got, want in zip(shape[1:], declared[1:], strict=True)
         ):
             raise ModelLoadError(f"graph input shape {shape} differs from the card's {declared}")
-        names = {o.name for o in self.session.get_outputs()}
-        missing = [o for o in self._outputs if o not in names]
-        if missing:
-            raise ModelLoadError(f"graph has no output(s) {missing}; it has {sorted(names)}")
+        names = [o.name for o in self.session.get_outputs()]
+        if names != self._outputs:
+            raise ModelLoadError(
+                f"graph outputs {names} differ from the contract's {self._outputs}"
+            )
 
     def _check_golden(self) -> None:
         card = self.card
         if not card.golden:
             raise ModelLoadError("the card has no golden samples to check the model against")
-        size = int(np.prod(self.sample_shape))
         batch = np.empty((len(card.golden), *self.sample_shape), dtype=np.float32)
-        for i, sample in enumerate(card.golden):
-            if len(sample.input) != size or len(sample.probabilities) != len(self.labels):
-                raise ModelLoadError(
-                    f"golden sample {sample.note!r} has {len(sample.input)} inputs and "
-                    f"{len(sample.probabilities)} probabilities; the card declares "
-                    f"{size} and {len(self.labels)}"
-                )
+        for i, sample in enumerate(card.golden):  # the card checked the sizes
             batch[i] = np.asarray(sample.input, dtype=np.float32).reshape(self.sample_shape)
         try:
             probs = self.run(batch)[1]
@@ -172,7 +154,7 @@ class ModelRuntime:
         if not np.allclose(whole, probs, rtol=0, atol=card.golden_tolerance):
             raise ModelLoadError("results depend on the batch (BatchNorm in training mode?)")
         self.checks = {
-            "weights_sha256": "matches the card",
+            "digest": "matches the card",
             "batch_normalization_nodes": 0,
             "golden_samples": len(card.golden),
             "golden_tolerance": card.golden_tolerance,
@@ -181,33 +163,14 @@ class ModelRuntime:
 
 
 def _check_file(data: bytes, path: Path) -> ModelCard:
-    """Read the card from the file, check the weights hash and the BN count (no ``onnx``)."""
+    """Read the card from the file, check the digest and the BN count (no ``onnx``)."""
     try:
-        props = onnxfile.metadata(data)
-        bn = onnxfile.count_ops(data, "BatchNormalization")
-        digest = onnxfile.weights_sha256(data)
-    except (ValueError, IndexError, UnicodeDecodeError):
+        card = digest.check(data)
+        bn = onnxwire.count_ops(data, "BatchNormalization")
+    except digest.DigestError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
+    except ValueError:
         raise ModelLoadError(f"{path} is not an ONNX model (cannot parse the protobuf)") from None
-    if CARD_KEY not in props:
-        raise ModelLoadError(f"{path}: the model has no '{CARD_KEY}' metadata (not from bnfold?)")
-    try:
-        card = card_from_json(props[CARD_KEY])
-    except ValueError as exc:
-        raise ModelLoadError(f"{path}: invalid model card: {_first_line(exc)}") from None
-    if digest is None:  # tensors this reader does not cover: ask onnx itself
-        try:
-            import onnx
-        except ImportError:
-            raise ModelLoadError(
-                f"{path} stores weights in an encoding this service reads only with the "
-                "'onnx' package installed (pip install onnx)"
-            ) from None
-        digest = weights_sha256(onnx.load_from_string(data))
-    if digest != card.weights_sha256:
-        raise ModelLoadError(
-            f"weights hash {digest[:16]}... differs from the card's "
-            f"{card.weights_sha256[:16]}... (file modified after export?)"
-        )
     if bn:
         raise ModelLoadError(
             f"{bn} BatchNormalization node(s) left in the graph; serve folded models only"

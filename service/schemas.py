@@ -11,9 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from service.card import ModelCard
+from bnfold.card import FLOAT32_MAX, OUTPUTS, ModelCard
 
-FLOAT32_MAX = 3.4028234663852886e38
 # Open Inference Protocol datatypes accepted for the input -> little-endian numpy dtype.
 DATATYPES = {
     "FP32": "<f4",
@@ -121,29 +120,24 @@ def _nested(shape: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
-def _grid(card: ModelCard) -> tuple[int, ...]:
-    shape = card.input.sample_shape
-    return shape[1:] if card.input.kind == "image" and shape[0] == 1 else shape
-
-
 def sample_schema(card: ModelCard) -> dict[str, Any]:
     """JSON schema of one ``/predict`` body for this model."""
     spec = card.input
     if spec.kind == "image":
-        value: dict[str, Any] = _nested(_grid(card))
-        value["description"] = f"{spec.description}; nested as {list(_grid(card))}."
+        value: dict[str, Any] = _nested(card.input.grid)
+        value["description"] = f"{spec.description}; nested as {list(card.input.grid)}."
         key = "image"
     else:
         value = _nested(spec.sample_shape)
-        if spec.feature_names:
+        if spec.columns:
             named = {
                 "type": "object",
-                "properties": {n: _number() for n in spec.feature_names},
-                "required": list(spec.feature_names),
+                "properties": {n: _number() for n in spec.columns},
+                "required": list(spec.columns),
                 "additionalProperties": False,
             }
             value = {"oneOf": [value, named]}
-        value["description"] = f"{spec.description}; in the order {spec.feature_names}."
+        value["description"] = f"{spec.description}; in the order {spec.columns}."
         key = "features"
     return {
         "type": "object",
@@ -155,16 +149,16 @@ def sample_schema(card: ModelCard) -> dict[str, Any]:
 
 def sample_example(card: ModelCard, index: int = 0) -> dict[str, Any]:
     """A real sample (a golden one) as a ``/predict`` body."""
-    flat = card.golden[index].input if card.golden else [0.0] * _size(card)
+    flat = card.golden[index].input if card.golden else [0.0] * card.input.size
     if card.input.kind == "image":
-        return {"image": _reshape(flat, _grid(card))}
+        return {"image": _reshape(flat, card.input.grid)}
     return {"features": list(flat)}
 
 
 def named_example(card: ModelCard) -> dict[str, Any] | None:
     """The first golden sample with feature names, when the card has names."""
-    names = card.input.feature_names
-    if not names or card.input.kind != "tabular":
+    names = card.input.columns
+    if not names:
         return None
     return {"features": dict(zip(names, sample_example(card)["features"], strict=True))}
 
@@ -209,7 +203,7 @@ def infer_schema(card: ModelCard, limit: int) -> dict[str, Any]:
         "properties": {
             "name": {
                 "type": "string",
-                "enum": [card.outputs["logits"], card.outputs["probabilities"]],
+                "enum": list(OUTPUTS),
             },
             "parameters": {"type": "object"},
         },
@@ -229,7 +223,7 @@ def infer_schema(card: ModelCard, limit: int) -> dict[str, Any]:
 
 def infer_example(card: ModelCard) -> dict[str, Any]:
     """One golden sample as an infer request."""
-    flat = card.golden[0].input if card.golden else [0.0] * _size(card)
+    flat = card.golden[0].input if card.golden else [0.0] * card.input.size
     return {
         "id": "example-1",
         "inputs": [
@@ -241,13 +235,6 @@ def infer_example(card: ModelCard) -> dict[str, Any]:
             }
         ],
     }
-
-
-def _size(card: ModelCard) -> int:
-    size = 1
-    for dim in card.input.sample_shape:
-        size *= dim
-    return size
 
 
 def _reshape(flat: list[float], shape: tuple[int, ...]) -> Any:

@@ -1,10 +1,12 @@
-"""Checkpoint -> folded ONNX model with a self-describing card (``python -m training export``).
+"""A network -> folded ONNX model with a sealed, self-describing card.
 
-The steps: fold the input standardization into the first layer, fold every
-BatchNorm (``training.folding``), export with softmax inside the graph, check the
-graph (no BatchNormalization, no runtime-constant node, ONNX checker, shape
-inference), record golden samples computed by the UNFOLDED PyTorch eval model, and
-write the file atomically.
+``export_network`` is the one export path: fold every BatchNorm
+(``training.folding``), export with softmax inside the graph, check the graph (no
+BatchNormalization, no runtime-constant node, ONNX checker, shape inference),
+record golden samples computed by the UNFOLDED PyTorch eval model, seal the card
+(``bnfold.digest``) and write the files atomically. ``export_checkpoint``
+(``python -m training export``) feeds it a trained checkpoint, with the input
+standardization folded into the first layer.
 """
 
 from __future__ import annotations
@@ -14,24 +16,28 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnx
 import torch
+from torch import nn
 
-from service.card import (
+from bnfold.card import (
+    DataProvenance,
     FoldSummary,
     GoldenSample,
+    ImageSpec,
     InputSpec,
     ModelCard,
-    count_ops,
-    weights_sha256,
-    write_card,
+    NumericFeature,
+    TabularSpec,
 )
-from training.atomic import write_text_atomic, write_with_atomic
+from bnfold.onnxwire import count_ops
+from training.atomic import write_bytes_atomic, write_text_atomic
 from training.checkpoint import Checkpoint, load_checkpoint
 from training.data import load_splits
 from training.errors import UsageError
@@ -43,23 +49,22 @@ from training.onnx_graph import (
     check_graph,
     ort_session,
     runtime_constant_nodes,
+    seal_model,
     to_onnx,
 )
-from training.reference import (
-    reference_model,
-    reference_outputs,
-    standardization_tensors,
-)
+from training.reference import reference_model, reference_outputs, standardization_tensors
 from training.verify import PARITY_TOLERANCE, run_alone
 
 MODEL_FILE = "model.onnx"
+CARD_FILE = "card.json"
 DEFAULT_OPSET = 18
 GOLDEN_TOLERANCE = PARITY_TOLERANCE  # the service checks the golden samples to this
+FOLD_SAMPLES = 256  # inputs that drive the per-fold verification
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What ``export_checkpoint`` wrote and measured."""
+    """What an export wrote and measured."""
 
     path: Path
     card: ModelCard
@@ -68,27 +73,42 @@ class ExportResult:
     golden_max_abs_diff: float
 
 
-def export_checkpoint(
-    checkpoint: str | os.PathLike[str],
+@dataclass(frozen=True)
+class CardFields:
+    """What the card says about a model beyond what the export measures."""
+
+    name: str
+    input: InputSpec
+    labels: list[str]
+    stats_mode: str
+    metrics: dict[str, float]
+    data: DataProvenance | None = None
+    extra: dict[str, Any] | None = None  # further ModelCard fields (e.g. recalibration)
+
+
+def export_network(
+    net: nn.Module,
+    oracle: nn.Module,
+    example: torch.Tensor,
+    golden_inputs: Sequence[tuple[str, np.ndarray]],
+    fields: CardFields,
     out_dir: str | os.PathLike[str],
     *,
-    name: str | None = None,
     allow_unfolded: bool = False,
     opset: int = DEFAULT_OPSET,
 ) -> ExportResult:
-    """Fold and export ``checkpoint`` to ``out_dir/model.onnx``; see the module docstring."""
+    """Fold ``net`` and export it to ``out_dir/model.onnx`` with its sealed card.
+
+    ``net`` takes the model's RAW input (any standardization already inside it)
+    and returns logits; ``oracle`` is the same computation UNFOLDED (eval mode),
+    whose float64 outputs the golden samples record; ``example`` (raw inputs)
+    drives the fold checks; ``golden_inputs`` are ``(note, sample)`` pairs.
+    """
     if opset < 17:
         raise UsageError(f"--opset must be at least 17, got {opset}")
     out = Path(out_dir)
     ensure_writable_dir(out)
-    ckpt = load_checkpoint(checkpoint)
-    splits = load_splits(ckpt.data_spec)
-
-    raw_input_net = ckpt.build()
-    mean, std = standardization_tensors(ckpt)
-    fold_standardization_into(raw_input_net.input_layer(), mean, std)
-    example = torch.as_tensor(splits.train.X[:256], dtype=torch.float32)
-    fold = fold_batchnorm(raw_input_net, example)
+    fold = fold_batchnorm(net.eval(), example)
     summary = fold.report.summary()
     if summary["refused"] and not allow_unfolded:
         refused = [e for e in summary["entries"] if e.get("status") == "refused"]
@@ -99,7 +119,7 @@ def export_checkpoint(
         )
 
     model = to_onnx(WithProbabilities(fold.model), example[:2], opset=opset)
-    bn_nodes = count_ops(model, "BatchNormalization")
+    bn_nodes = count_ops(model.SerializeToString(), "BatchNormalization")
     if bn_nodes and not allow_unfolded:
         raise UsageError(f"the exported graph still has {bn_nodes} BatchNormalization node(s)")
     constant = runtime_constant_nodes(model)
@@ -107,32 +127,70 @@ def export_checkpoint(
         raise UsageError(f"the exported graph computes constants at run time: {constant}")
     model = check_graph(model)
 
-    golden, golden_diff = golden_samples(ckpt, model, splits.train.X, splits.test.X, splits.test.y)
+    golden, golden_diff = golden_samples(oracle, model, golden_inputs)
     card = ModelCard(
+        name=fields.name,
+        input=fields.input,
+        labels=list(fields.labels),
+        stats_mode=fields.stats_mode,  # type: ignore[arg-type]  # validated by pydantic
+        bn_nodes=bn_nodes,
+        fold=FoldSummary.model_validate(summary),
+        data=fields.data,
+        metrics={k: float(v) for k, v in fields.metrics.items() if np.isfinite(v)},
+        versions=library_versions(),
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        opset=opset,
+        golden_tolerance=GOLDEN_TOLERANCE,
+        golden=golden,
+        **(fields.extra or {}),
+    )
+    data, card = seal_model(model, card)
+    path = out / MODEL_FILE
+    write_bytes_atomic(path, data)
+    write_text_atomic(out / CARD_FILE, json.dumps(card.public(), indent=2) + "\n")
+    return ExportResult(
+        path=path,
+        card=card,
+        size_bytes=len(data),
+        runtime_constant_nodes=len(constant),
+        golden_max_abs_diff=golden_diff,
+    )
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    allow_unfolded: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> ExportResult:
+    """Fold and export a training checkpoint to ``out_dir/model.onnx``."""
+    ensure_writable_dir(Path(out_dir))
+    ckpt = load_checkpoint(checkpoint)
+    splits = load_splits(ckpt.data_spec)
+    net = ckpt.build()
+    mean, std = standardization_tensors(ckpt)
+    fold_standardization_into(net.input_layer(), mean, std)
+    example = torch.as_tensor(splits.train.X[:FOLD_SAMPLES], dtype=torch.float32)
+    fields = CardFields(
         name=name or default_name(ckpt),
         input=input_spec(ckpt),
         labels=list(ckpt.labels),
         stats_mode=ckpt.stats_mode,
-        bn_nodes=bn_nodes,
-        fold=FoldSummary.model_validate(summary),
-        metrics={k: float(v) for k, v in ckpt.metrics.items() if isinstance(v, int | float)},
-        versions=library_versions(),
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        opset=opset,
-        weights_sha256=weights_sha256(model),
-        golden_tolerance=GOLDEN_TOLERANCE,
-        golden=golden,
+        metrics=ckpt.metrics,
+        data=data_provenance(ckpt.data_spec, splits),
     )
-    write_card(model, card)
-    path = out / MODEL_FILE
-    write_with_atomic(path, lambda tmp: onnx.save_model(model, str(tmp)))
-    write_text_atomic(out / "card.json", json.dumps(card.public(), indent=2) + "\n")
-    return ExportResult(
-        path=path,
-        card=card,
-        size_bytes=path.stat().st_size,
-        runtime_constant_nodes=len(constant),
-        golden_max_abs_diff=golden_diff,
+    golden = golden_inputs(splits.train.X, splits.test.X, splits.test.y, ckpt.labels)
+    return export_network(
+        net,
+        reference_model(ckpt),
+        example,
+        golden,
+        fields,
+        out_dir,
+        allow_unfolded=allow_unfolded,
+        opset=opset,
     )
 
 
@@ -146,38 +204,33 @@ def ensure_writable_dir(path: Path) -> None:
         raise UsageError(f"output folder {path} is not writable: {exc.strerror}") from None
 
 
-def golden_samples(
-    ckpt: Checkpoint,
-    model: onnx.ModelProto,
-    x_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-) -> tuple[list[GoldenSample], float]:
-    """Golden inputs (one test sample per class, then edge cases) with the unfolded model's outputs.
-
-    Returns the samples and the largest |Δprobability| of ``model`` on them, which
-    must be within ``GOLDEN_TOLERANCE``.
-    """
-    inputs: list[np.ndarray] = []
-    notes: list[str] = []
+def golden_inputs(
+    x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, labels: Sequence[str]
+) -> list[tuple[str, np.ndarray]]:
+    """One test sample per class (up to 8 classes), then edge cases of the training range."""
+    chosen: list[tuple[str, np.ndarray]] = []
     for label in np.unique(y_test)[:8]:
         index = int(np.flatnonzero(y_test == label)[0])
-        inputs.append(x_test[index])
-        notes.append(f"test[{index}] (class {ckpt.labels[int(label)]})")
-    edge_cases = {
-        "all zeros": np.zeros_like(x_train[0]),
-        "training mean": x_train.mean(axis=0),
-        "training maximum per feature": x_train.max(axis=0),
-        "training minimum per feature": x_train.min(axis=0),
-    }
-    for note, sample in edge_cases.items():
-        inputs.append(sample.astype(np.float32))
-        notes.append(note)
-    x = np.stack(inputs).astype(np.float32)
-    logits, probs = reference_outputs(reference_model(ckpt), x)
+        chosen.append((f"test[{index}] (class {labels[int(label)]})", x_test[index]))
+    chosen += [
+        ("all zeros", np.zeros_like(x_train[0])),
+        ("training mean", x_train.mean(axis=0)),
+        ("training maximum per feature", x_train.max(axis=0)),
+        ("training minimum per feature", x_train.min(axis=0)),
+    ]
+    return chosen
+
+
+def golden_samples(
+    oracle: nn.Module, model: Any, inputs: Sequence[tuple[str, np.ndarray]]
+) -> tuple[list[GoldenSample], float]:
+    """The oracle's outputs on ``inputs``, and the largest |Δprobability| of ``model`` on them,
+    which must be within ``GOLDEN_TOLERANCE``."""
+    x = np.stack([np.asarray(sample, dtype=np.float32) for _, sample in inputs])
+    logits, probs = reference_outputs(oracle, x)
     _, got = run_alone(ort_session(model), x)
     diff = float(np.max(np.abs(got - probs)))
-    if diff > GOLDEN_TOLERANCE:
+    if not diff <= GOLDEN_TOLERANCE:
         raise UsageError(
             f"the exported model differs from the unfolded PyTorch model by {diff:.3g} "
             f"on the golden samples (tolerance {GOLDEN_TOLERANCE:g})"
@@ -189,7 +242,7 @@ def golden_samples(
             logits=logits[i].tolist(),
             probabilities=probs[i].tolist(),
         )
-        for i, note in enumerate(notes)
+        for i, (note, _) in enumerate(inputs)
     ]
     return golden, diff
 
@@ -197,22 +250,47 @@ def golden_samples(
 def input_spec(ckpt: Checkpoint) -> InputSpec:
     """The card's description of the model input, from the checkpoint."""
     info = ckpt.input
-    sample_shape = [int(d) for d in info["sample_shape"]]
-    kind = info["kind"]
+    shape = [int(d) for d in info["sample_shape"]]
+    description = str(info.get("description", ""))
+    if info["kind"] == "tabular":
+        names = info.get("feature_names") or [f"x{i}" for i in range(shape[0])]
+        tabular = TabularSpec(features=[NumericFeature(name=str(n)) for n in names])
+        return InputSpec(
+            name=INPUT_NAME,
+            shape=[-1, *shape],
+            kind="tabular",
+            description=description,
+            tabular=tabular,
+        )
+    image = ImageSpec(channels=shape[0], height=shape[1], width=shape[2])
     return InputSpec(
-        name=INPUT_NAME,
-        shape=[-1, *sample_shape],
-        kind=kind,
-        feature_names=list(info["feature_names"]) if kind == "tabular" else None,
-        image_hw=(sample_shape[-2], sample_shape[-1]) if kind == "image" else None,
-        description=str(info.get("description", "")),
+        name=INPUT_NAME, shape=[-1, *shape], kind="image", description=description, image=image
+    )
+
+
+def data_provenance(spec: dict[str, Any], splits: Any) -> DataProvenance:
+    """The card's ``data`` entry: the source, its hash, split sizes and class counts."""
+    counts = np.bincount(splits.train.y, minlength=len(splits.labels))
+    return DataProvenance(
+        source=str(spec.get("source", "unknown")),
+        name=str(spec.get("name", "")),
+        sha256=spec.get("sha256"),
+        samples={"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        class_counts=[int(c) for c in counts],
     )
 
 
 def default_name(ckpt: Checkpoint) -> str:
     """``<dataset>-<model kind>``, e.g. ``digits-cnn``: the model's name on the service."""
     dataset = Path(str(ckpt.data_spec.get("name") or "model")).stem
-    return f"{dataset}-{ckpt.model_config.kind}".replace("_", "-").lower()
+    return safe_name(f"{dataset}-{ckpt.model_config.kind}")
+
+
+def safe_name(text: str) -> str:
+    """``text`` made a valid model name (letters, digits, ``.``, ``_``, ``-``; 64 at most)."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "-" for c in text)
+    cleaned = cleaned.replace("_", "-").strip("-._").lower()[:64]
+    return cleaned or "model"
 
 
 def library_versions() -> dict[str, str]:

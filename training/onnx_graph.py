@@ -13,8 +13,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-INPUT_NAME = "input"
-OUTPUT_NAMES = ("logits", "probabilities")
+from bnfold import digest
+from bnfold.card import CARD_KEY, INPUT_NAME, OUTPUTS, ModelCard
 
 
 class WithProbabilities(nn.Module):
@@ -61,7 +61,7 @@ def to_onnx(module: nn.Module, example: torch.Tensor, *, opset: int = 18) -> onn
             module,
             (example,),
             input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(OUTPUTS),
             dynamic_shapes=({0: batch},),
             opset_version=opset,
             dynamo=True,
@@ -112,3 +112,19 @@ def ort_session(model: onnx.ModelProto | str) -> ort.InferenceSession:
     options.log_severity_level = 3
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def seal_model(model: onnx.ModelProto, card: ModelCard) -> tuple[bytes, ModelCard]:
+    """The file's bytes with ``card`` sealed into its metadata, and the sealed card.
+
+    Checked again on the final bytes exactly as the service will check them.
+    """
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    kept = [p for p in bare.metadata_props if p.key != CARD_KEY]
+    del bare.metadata_props[:]
+    bare.metadata_props.extend(kept)
+    data, card = digest.seal(bare.SerializeToString(), card)
+    if digest.check(data) != card:  # pragma: no cover - a serializer regression
+        raise RuntimeError("the sealed model does not check against its own card")
+    return data, card

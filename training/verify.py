@@ -14,11 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from torch import nn
 
-from service.card import count_ops, read_card, weights_sha256
+from bnfold import digest, onnxwire
 from training.errors import UsageError
 from training.onnx_graph import ort_session
 from training.reference import reference_outputs
@@ -67,7 +66,7 @@ class VerifyReport:
     model: str
     bn_nodes: int
     card_bn_nodes: int
-    weights_hash_matches_card: bool
+    digest_matches_card: bool
     parity: ParityResult
     batch_independence: BatchIndependenceResult
     notes: list[str] = field(default_factory=list)
@@ -76,7 +75,7 @@ class VerifyReport:
     def passed(self) -> bool:
         return (
             self.bn_nodes == self.card_bn_nodes
-            and self.weights_hash_matches_card
+            and self.digest_matches_card
             and self.parity.passed
             and self.batch_independence.passed
         )
@@ -177,23 +176,28 @@ def verify_model(
     path = Path(model_path)
     if not path.is_file():
         raise UsageError(f"model file {path} does not exist")
+    data = path.read_bytes()
     try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise UsageError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
+        card = digest.read_card(data)
+        bn_nodes = onnxwire.count_ops(data, "BatchNormalization")
+    except digest.DigestError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    except ValueError:
+        raise UsageError(f"{path} is not a readable ONNX file") from None
     try:
-        card = read_card(model)
-    except (KeyError, ValueError) as exc:
-        raise UsageError(f"{path} has no valid bnfold model card: {exc}") from None
+        digest.check(data)
+        sealed = True
+    except digest.DigestError:
+        sealed = False
     session = ort_session(str(path))
     notes = []
     if card.bn_nodes:
         notes.append(f"exported with --allow-unfolded: {card.bn_nodes} BatchNorm node(s) left")
     return VerifyReport(
         model=str(path),
-        bn_nodes=count_ops(model, "BatchNormalization"),
+        bn_nodes=bn_nodes,
         card_bn_nodes=card.bn_nodes,
-        weights_hash_matches_card=weights_sha256(model) == card.weights_sha256,
+        digest_matches_card=sealed,
         parity=check_parity(session, oracle, x, y),
         batch_independence=check_batch_independence(session, x),
         notes=notes,

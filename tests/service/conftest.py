@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import svc_models
 
+from bnfold.card import ModelCard
 from service.app import create_app
-from service.card import ModelCard
 from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +36,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     svc_models.save(tab, root / "tabular.onnx")
     svc_models.save(img, root / "image.onnx")
     other, _ = svc_models.tabular_model(seed=7)
-    svc_models.save(svc_models.with_card(other, tab_card), root / "hash_mismatch.onnx")
+    svc_models.save(
+        svc_models.with_card(other, tab_card, reseal=False), root / "hash_mismatch.onnx"
+    )
     svc_models.save(svc_models.with_batchnorm(tab, tab_card), root / "batchnorm.onnx")
     wrong = [g.model_copy(update={"probabilities": [1.0, 0.0, 0.0]}) for g in tab_card.golden]
     svc_models.save(svc_models.with_card(tab, tab_card, golden=wrong), root / "wrong_golden.onnx")

@@ -14,7 +14,17 @@ import onnx
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto, helper, numpy_helper
 
-from service.card import FoldSummary, GoldenSample, InputSpec, ModelCard, weights_sha256, write_card
+from bnfold import digest
+from bnfold.card import (
+    CARD_KEY,
+    FoldSummary,
+    GoldenSample,
+    ImageSpec,
+    InputSpec,
+    ModelCard,
+    NumericFeature,
+    TabularSpec,
+)
 
 OPSET = 17
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -86,7 +96,7 @@ def tabular_model(seed: int = 0, hidden: int = 8) -> tuple[onnx.ModelProto, Mode
     spec = InputSpec(
         shape=[-1, 4],
         kind="tabular",
-        feature_names=FEATURES,
+        tabular=TabularSpec(features=[NumericFeature(name=n) for n in FEATURES]),
         description="standardized iris-like measurements",
     )
     return model, _card(
@@ -133,7 +143,10 @@ def image_model(
     samples = np.random.default_rng(seed + 1).uniform(0, 16, (3, 1, 8, 8)).astype(np.float32)
     samples[2] = 0.0
     spec = InputSpec(
-        shape=[-1, 1, 8, 8], kind="image", image_hw=(8, 8), description="raw 8x8 pixels 0..16"
+        shape=[-1, 1, 8, 8],
+        kind="image",
+        image=ImageSpec(channels=1, height=8, width=8),
+        description="raw 8x8 pixels 0..16",
     )
     return model, _card(model, "digits", spec, [str(d) for d in range(10)], samples, forward)
 
@@ -167,12 +180,26 @@ def _card(model, name, spec, labels, samples, forward) -> ModelCard:
         versions={"onnx": onnx.__version__},
         created_at="2026-11-23T00:00:00Z",
         opset=OPSET,
-        weights_sha256=weights_sha256(model),
         golden_tolerance=1e-5,
         golden=golden,
     )
-    write_card(model, card)
-    return card
+    return seal(model, card)
+
+
+def _bare(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    kept = [p for p in copy.metadata_props if p.key != CARD_KEY]
+    del copy.metadata_props[:]
+    copy.metadata_props.extend(kept)
+    return copy
+
+
+def seal(model: onnx.ModelProto, card: ModelCard) -> ModelCard:
+    """Seal ``card`` into ``model`` in place (replacing any card); return the sealed card."""
+    data, sealed = digest.seal(_bare(model).SerializeToString(), card)
+    model.CopyFrom(onnx.load_from_string(data))
+    return sealed
 
 
 def save(model: onnx.ModelProto, path: Path) -> Path:
@@ -181,18 +208,24 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
-def with_card(model: onnx.ModelProto, card: ModelCard, **changes: object) -> onnx.ModelProto:
-    """A copy of ``model`` whose card has ``changes`` applied."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    write_card(copy, card.model_copy(update=changes))
+def with_card(
+    model: onnx.ModelProto, card: ModelCard, *, reseal: bool = True, **changes: object
+) -> onnx.ModelProto:
+    """A copy of ``model`` carrying ``card`` with ``changes``: sealed anew, or (``reseal=False``)
+    with the card's old digest, as a file edited after export would be."""
+    copy = _bare(model)
+    changed = card.model_copy(update=changes)
+    if reseal:
+        seal(copy, changed)
+    else:
+        entry = copy.metadata_props.add()
+        entry.key, entry.value = CARD_KEY, changed.model_dump_json()
     return copy
 
 
 def with_batchnorm(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
-    """A copy with an identity-like BatchNormalization before ``logits`` (hash kept consistent)."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
+    """A sealed copy with an identity-like BatchNormalization before ``logits``."""
+    copy = _bare(model)
     ident = next(n for n in copy.graph.node if n.op_type == "Identity")
     classes = len(card.labels)
     for stat, value in (("bn_scale", 1.0), ("bn_bias", 0.0), ("bn_mean", 0.0), ("bn_var", 1.0)):
@@ -210,7 +243,7 @@ def with_batchnorm(model: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto:
         ),
     )
     copy.graph.node[position + 1].input[0] = "bn_out"
-    write_card(copy, card.model_copy(update={"weights_sha256": weights_sha256(copy)}))
+    seal(copy, card)
     return copy
 
 

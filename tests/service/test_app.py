@@ -10,8 +10,8 @@ import pytest
 from conftest import make_settings
 from fastapi.testclient import TestClient
 
+from bnfold.card import ModelCard
 from service.app import create_app
-from service.card import ModelCard
 from service.runtime import ModelLoadError
 
 JSON = {"content-type": "application/json"}
@@ -34,7 +34,7 @@ def test_predict_image(image: TestClient, image_card: ModelCard) -> None:
     body = response.json()
     assert set(body) == {"label", "class_index", "probabilities", "model_version"}
     assert list(body["probabilities"]) == image_card.labels
-    assert body["model_version"] == image_card.weights_sha256[:12]
+    assert body["model_version"] == image_card.version
     want = image_card.golden[0].probabilities
     assert body["class_index"] == max(range(10), key=want.__getitem__)
     assert body["label"] == image_card.labels[body["class_index"]]
@@ -44,7 +44,7 @@ def test_predict_image(image: TestClient, image_card: ModelCard) -> None:
 
 def test_predict_tabular_by_list_and_by_name(tabular: TestClient, tabular_card: ModelCard) -> None:
     values = tabular_card.golden[1].input
-    names = tabular_card.input.feature_names or []
+    names = tabular_card.input.columns or []
     by_list = post(tabular, "/predict", {"features": values})
     by_name = post(tabular, "/predict", {"features": dict(zip(names, values, strict=True))})
     assert by_list.status_code == by_name.status_code == 200
@@ -141,9 +141,9 @@ def test_batch_limits(model_dir: Path, image_card: ModelCard) -> None:
 
 def test_model_shows_card_without_golden(image: TestClient, image_card: ModelCard) -> None:
     body = image.get("/model").json()
-    assert body["model_version"] == image_card.weights_sha256[:12]
+    assert body["model_version"] == image_card.version
     assert "golden" not in body["card"]
-    assert body["card"]["weights_sha256"] == image_card.weights_sha256
+    assert body["card"]["digest"] == image_card.digest
     assert body["fold_report"]["folded"] == 1
     assert body["checks"]["batch_normalization_nodes"] == 0
     assert body["checks"]["golden_samples"] == 3
@@ -166,7 +166,7 @@ def test_not_ready_before_the_model_is_loaded(model_dir: Path, image_card: Model
 
 def test_lifespan_refuses_a_bad_model(model_dir: Path) -> None:
     with (
-        pytest.raises(ModelLoadError, match="weights hash"),
+        pytest.raises(ModelLoadError, match="differs from the card"),
         TestClient(create_app(make_settings(model_dir / "hash_mismatch.onnx"))),
     ):
         pass

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.card import ModelCard
+from bnfold.card import ModelCard
 
 pytestmark = pytest.mark.slow
 

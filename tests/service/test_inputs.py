@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.card import ModelCard
+from bnfold.card import ModelCard
 from service.errors import InvalidInput
 from service.inputs import SampleCodec, to_float32
 

@@ -29,7 +29,7 @@ def run_service(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 @pytest.mark.parametrize(
     ("model", "extra", "reason"),
     [
-        ("hash_mismatch.onnx", {}, "error: weights hash"),
+        ("hash_mismatch.onnx", {}, "differs from the card"),
         ("batchnorm.onnx", {}, "error: 1 BatchNormalization node(s) left in the graph"),
         ("wrong_golden.onnx", {}, "does not reproduce"),
         ("corrupt.onnx", {}, "is not an ONNX model"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.card import ModelCard
+from bnfold.card import ModelCard
 
 VERSIONED = "/v2/models/digits/versions/{v}"
 
@@ -29,7 +29,7 @@ def test_server_metadata_and_health(image: TestClient) -> None:
 
 
 def test_model_metadata_and_ready(image: TestClient, image_card: ModelCard) -> None:
-    version = image_card.weights_sha256[:12]
+    version = image_card.version
     for prefix in ("/v2/models/digits", VERSIONED.format(v=version)):
         meta = image.get(prefix).json()
         assert meta == {

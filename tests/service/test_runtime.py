@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.card import ModelCard
+from bnfold.card import ModelCard
 from service.runtime import ModelLoadError, ModelRuntime
 
 
 def test_loads_and_checks(model_dir: Path, tabular_card: ModelCard) -> None:
     runtime = ModelRuntime.load(model_dir / "tabular.onnx")
     assert runtime.name == "iris"
-    assert runtime.version == tabular_card.weights_sha256[:12]
+    assert runtime.version == tabular_card.digest[:12]
     assert runtime.sample_shape == (4,)
     assert runtime.checks["golden_samples"] == 3
     assert runtime.checks["golden_max_abs_delta"] <= tabular_card.golden_tolerance
@@ -43,7 +43,7 @@ def test_batch_rows_equal_single_runs(model_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("hash_mismatch.onnx", "weights hash"),
+        ("hash_mismatch.onnx", "differs from the card"),
         ("batchnorm.onnx", "1 BatchNormalization node(s)"),
         ("wrong_golden.onnx", "does not reproduce"),
         ("no_card.onnx", "no 'bnfold.card' metadata"),
@@ -64,7 +64,7 @@ def test_refuses_models_that_disagree_with_their_card(
 def test_refuses_an_invalid_card(model_dir: Path, tmp_path: Path) -> None:
     import onnx
 
-    from service.card import CARD_KEY
+    from bnfold.card import CARD_KEY
 
     model = onnx.load(model_dir / "tabular.onnx")
     for prop in model.metadata_props:
@@ -95,7 +95,7 @@ def test_refuses_a_card_without_golden_samples(
     import svc_models
 
     bad = svc_models.with_card(onnx.load(model_dir / "tabular.onnx"), tabular_card, golden=[])
-    with pytest.raises(ModelLoadError, match="no golden samples"):
+    with pytest.raises(ModelLoadError, match="invalid model card: golden"):
         ModelRuntime.load(svc_models.save(bad, tmp_path / "m.onnx"))
 
 
@@ -110,23 +110,3 @@ def test_onnxruntime_telemetry_is_off() -> None:
     import os
 
     assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"
-
-
-def test_uncovered_weights_without_onnx_installed(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A serve-only install has no `onnx`: weights the protobuf reader cannot hash must
-    # give a clear load error, not an ImportError.
-    import sys
-
-    monkeypatch.setattr("service.onnxfile.weights_sha256", lambda data: None)
-    monkeypatch.setitem(sys.modules, "onnx", None)
-    with pytest.raises(ModelLoadError, match="pip install onnx"):
-        ModelRuntime.load(model_dir / "tabular.onnx")
-
-
-def test_uncovered_weights_are_hashed_by_onnx(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("service.onnxfile.weights_sha256", lambda data: None)
-    assert ModelRuntime.load(model_dir / "tabular.onnx").checks["golden_samples"] == 3

@@ -11,7 +11,8 @@ import pytest
 import torch
 from training_checkpoints import make_checkpoint
 
-from service.card import count_ops, read_card, weights_sha256
+from bnfold import digest
+from bnfold.onnxwire import count_ops
 from training.data import load_splits
 from training.errors import UsageError
 from training.export import MODEL_FILE, export_checkpoint
@@ -35,13 +36,14 @@ def test_export_is_folded_true_to_its_card_and_to_the_oracle(
 ) -> None:
     ckpt_path: Path = request.getfixturevalue(which)
     result = export_checkpoint(ckpt_path, tmp_path)
-    model = onnx.load(str(result.path))
-    card = read_card(model)
+    data = result.path.read_bytes()
+    model = onnx.load_from_string(data)
+    card = digest.check(data)
 
-    assert count_ops(model, "BatchNormalization") == 0 == card.bn_nodes
+    assert count_ops(data, "BatchNormalization") == 0 == card.bn_nodes
     assert runtime_constant_nodes(model) == []
     assert card.fold.refused == 0 and card.fold.folded == card.fold.bn_total > 0
-    assert card.weights_sha256 == weights_sha256(model)
+    assert card == result.card
     assert [o.name for o in model.graph.output] == ["logits", "probabilities"]
     assert model.opset_import[0].version >= 17
     onnx.checker.check_model(model, full_check=True)
@@ -71,7 +73,7 @@ def test_card_describes_the_input(wine_ckpt: Path, tmp_path: Path) -> None:
     assert card.name == "my-wine"
     assert card.input.kind == "tabular"
     assert card.input.shape == [-1, 13]
-    assert card.input.feature_names is not None and len(card.input.feature_names) == 13
+    assert card.input.columns is not None and len(card.input.columns) == 13
     assert card.labels == ["class_0", "class_1", "class_2"]
     assert card.stats_mode == "exact"
     assert {"torch", "onnx", "onnxruntime"} <= card.versions.keys()
@@ -160,5 +162,5 @@ def test_unfoldable_bn_is_an_error_unless_allowed(
     assert not (tmp_path / MODEL_FILE).exists()
 
     result = export_checkpoint(wine_ckpt, tmp_path, allow_unfolded=True)
-    assert result.card.bn_nodes == 1 == count_ops(onnx.load(str(result.path)), "BatchNormalization")
+    assert result.card.bn_nodes == 1 == count_ops(result.path.read_bytes(), "BatchNormalization")
     assert result.card.fold.refused == 1

@@ -70,5 +70,5 @@ def export_rows(result: ExportResult) -> list[tuple[str, object]]:
         ("max fold relative error", card.fold.max_relative_error),
         ("golden samples", f"{len(card.golden)}, max |Δp| {result.golden_max_abs_diff:.2e}"),
         ("test-time statistics", card.stats_mode),
-        ("weights sha256", card.weights_sha256[:16] + "…"),
+        ("version (digest)", f"{card.version} ({card.digest[:16]}…)"),
     ]

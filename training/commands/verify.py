@@ -88,7 +88,7 @@ def show_report(report: VerifyReport) -> None:
     rows: list[tuple[str, object]] = [
         ("model", report.model),
         ("BatchNormalization nodes (card says)", f"{report.bn_nodes} ({report.card_bn_nodes})"),
-        ("weights hash matches card", report.weights_hash_matches_card),
+        ("digest matches card", report.digest_matches_card),
         ("parity samples (one at a time)", parity.samples),
         ("argmax mismatches vs unfolded PyTorch", parity.argmax_mismatches),
         ("max |Δprobability|", f"{parity.max_abs_prob_diff:.2e} (≤ {parity.tolerance:g})"),

@@ -15,7 +15,8 @@ from fold_architectures import ARCHITECTURES
 from fold_helpers import count_bn_modules, fold_and_check
 from torch import fx
 
-from service.card import FoldSummary, count_ops
+from bnfold.card import FoldSummary
+from bnfold.onnxwire import count_ops
 from training.folding import fold_batchnorm
 
 # name -> (BN total, folded, refused by reason)
@@ -86,7 +87,7 @@ def test_folded_model_exports_to_onnx_without_batchnorm(name: str) -> None:
         program = torch.onnx.export(result.model, (x,), dynamo=True, verbose=False)
     assert program is not None
     proto = program.model_proto
-    assert count_ops(proto, "BatchNormalization") == result.report.refused
+    assert count_ops(proto.SerializeToString(), "BatchNormalization") == result.report.refused
     buffer = io.BytesIO()
     onnx.save(proto, buffer)
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
