@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bnfold.card import ImageFiles, TabularSpec
 from training.atomic import write_with_atomic
 from training.config import ModelConfig, StatsMode
 from training.data import Standardization
@@ -66,7 +67,7 @@ class Checkpoint:
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries that trained the model."""
     versions = {"python": platform.python_version(), "torch": torch.__version__}
-    for dist in ("numpy", "scikit-learn", "bnfold"):
+    for dist in ("numpy", "scikit-learn", "pillow", "bnfold"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -111,7 +112,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if missing:
         raise UsageError(f"{path}: checkpoint lacks {', '.join(missing)}")
     try:
-        return Checkpoint(
+        ckpt = Checkpoint(
             model_config=ModelConfig.from_dict(payload["model_config"]),
             state_dict=dict(payload["state_dict"]),
             standardization=Standardization.from_dict(payload["standardization"]),
@@ -125,6 +126,26 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UsageError(f"{path}: malformed checkpoint ({exc})") from exc
+    try:
+        check_input_encoding(ckpt.input)
+    except (KeyError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"{path}: malformed input encoding in the checkpoint ({first})") from None
+    return ckpt
+
+
+def check_input_encoding(info: dict[str, Any]) -> None:
+    """Parse the ``input`` entry's encoding (``tabular``: a card ``TabularSpec``;
+    ``image_files``: a card ``ImageFiles``) and check it against ``sample_shape``."""
+    shape = [int(d) for d in info["sample_shape"]]
+    if info.get("tabular") is not None:
+        columns = TabularSpec.model_validate(info["tabular"]).columns
+        if [len(columns)] != shape:
+            raise ValueError(f"the encoding makes {len(columns)} columns, sample_shape is {shape}")
+    if info.get("image_files") is not None:
+        files = ImageFiles.model_validate(info["image_files"])
+        if len(shape) != 3 or shape[0] != (1 if files.mode == "L" else 3):
+            raise ValueError(f"image files in mode {files.mode} do not make samples of {shape}")
 
 
 def _stats_mode(value: object) -> StatsMode:
