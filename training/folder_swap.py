@@ -104,12 +104,11 @@ def update_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
         if not folder.exists():
             with contextlib.suppress(FileExistsError, OSError):
                 os.rename(stage, folder)  # fails only if the folder appeared meanwhile
-        if stage.exists():
-            if not _exchange(stage, folder):
-                old = folder.parent / f".{folder.name}.old-{token}"
-                os.rename(folder, old)
-                os.rename(stage, folder)
-                stage = old
+        if stage.exists() and not _exchange(stage, folder):
+            old = folder.parent / f".{folder.name}.old-{token}"
+            os.rename(folder, old)
+            os.rename(stage, folder)
+            stage = old
         _fsync_dir(folder.parent)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
