@@ -208,6 +208,7 @@ def test_torchrun_two_processes_with_sync_bn_match_one_process(tmp_path: Path) -
         torch.testing.assert_close(ddp.state_dict[name], value, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
