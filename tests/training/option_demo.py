@@ -23,6 +23,7 @@ class Demo:
     kind: Literal["cnn", "mlp"] = option("mlp", "words", "the kind", auto="auto")
     shift: int = option(1, "words", "image only option", applies_to=("cnn",))
     verbose: bool = option(False, "words", "say more")
+    channels: Literal[1, 3] | None = option(None, "words", "image channels (default: the files')")
     hidden: int = option(7, help="not on the command line", cli=False, ge=0)
 
     def to_dict(self) -> dict[str, object]:

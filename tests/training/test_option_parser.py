@@ -33,7 +33,8 @@ def test_one_field_gives_flag_type_default_help_and_group() -> None:
     assert helps["names"] == "comma-separated names"  # no "(default: None)"
     groups = {g.title: [a.dest for a in g._group_actions] for g in p._action_groups}
     assert groups["numbers"] == ["sizes", "count", "rate"]
-    assert groups["words"] == ["names", "colour", "kind", "shift", "verbose"]
+    assert groups["words"] == ["names", "colour", "kind", "shift", "verbose", "channels"]
+    assert args.channels is None and p.parse_args(["x", "--channels", "3"]).channels == 3
     assert "a share (default: 0.5)" in p.format_help()
 
 
@@ -69,6 +70,7 @@ def test_a_bad_value_is_one_line_naming_the_flag(argv: list[str], message: str) 
         (["--sizes", "a,b"], "expected comma-separated int values like 32,64, got 'a,b'"),
         (["--colour", "blue"], "argument --colour: invalid choice: 'blue'"),
         (["--kind", "rnn"], "invalid choice: 'rnn'"),
+        (["--channels", "2"], "argument --channels: invalid choice: 2 (choose from 1, 3)"),
         ([], "the following arguments are required: source"),
     ],
 )

@@ -16,6 +16,8 @@ def test_values_from_python_are_checked_the_same_way() -> None:
         check_fields(Demo(Path("x"), sizes=(1,), colour="blue"))  # type: ignore[arg-type]
     with pytest.raises(UsageError, match=r"^hidden must be >= 0, got -1$"):
         check_fields(Demo(Path("x"), sizes=(1,), hidden=-1))
+    with pytest.raises(UsageError, match=r"^--channels must be one of 1, 3, got 2$"):
+        check_fields(Demo(Path("x"), sizes=(1,), channels=2))  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="needs at least one value"):
         check_fields(Demo(Path("x"), sizes=()))
     check_fields(Demo(Path("x"), sizes=(1,)))
