@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -102,8 +103,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{path}: not a readable checkpoint ({first_line})") from exc
+        # torch's own text is about its internals (miniz, unpickler opcodes, even advice to
+        # load unsafely): say what is wrong with the file instead.
+        raise UsageError(f"{path}: not a readable checkpoint ({_unreadable(path)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UsageError(f"{path}: not a bnfold checkpoint")
     if payload.get("version") != VERSION:
@@ -124,28 +126,70 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             data_spec=dict(payload["data_spec"]),
             versions={str(k): str(v) for k, v in payload["versions"].items()},
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"{path}: malformed checkpoint ({exc})") from exc
-    try:
+        _check_weights(ckpt)
         check_input_encoding(ckpt.input)
-    except (KeyError, TypeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UsageError(f"{path}: malformed input encoding in the checkpoint ({first})") from None
+    except UsageError as exc:
+        raise UsageError(f"{path}: malformed checkpoint: {exc}") from exc
+    except KeyError as exc:
+        raise UsageError(f"{path}: malformed checkpoint: an entry lacks {exc.args[0]!r}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(
+            f"{path}: malformed checkpoint: an entry has values of the wrong type"
+        ) from exc
     return ckpt
 
 
+def _check_weights(ckpt: Checkpoint) -> None:
+    """``UsageError`` naming the tensors that do not fit the network the config describes."""
+    expected = build_model(ckpt.model_config).state_dict()
+    problems = [f"no {name}" for name in expected if name not in ckpt.state_dict]
+    problems += [f"an unknown {name}" for name in ckpt.state_dict if name not in expected]
+    for name, tensor in ckpt.state_dict.items():
+        if not isinstance(tensor, Tensor):
+            problems.append(f"{name} is not a tensor")
+        elif name in expected and tuple(tensor.shape) != tuple(expected[name].shape):
+            problems.append(
+                f"{name} of shape {list(tensor.shape)} where the config needs "
+                f"{list(expected[name].shape)}"
+            )
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise UsageError(
+            f"its weights do not fit its model config: {', '.join(problems[:3])}{more}"
+        )
+
+
 def check_input_encoding(info: dict[str, Any]) -> None:
-    """Parse the ``input`` entry's encoding (``tabular``: a card ``TabularSpec``;
-    ``image_files``: a card ``ImageFiles``) and check it against ``sample_shape``."""
+    """``UsageError`` unless the ``input`` entry's encoding parses (``tabular``: a card
+    ``TabularSpec``; ``image_files``: a card ``ImageFiles``) and fits ``sample_shape``."""
     shape = [int(d) for d in info["sample_shape"]]
-    if info.get("tabular") is not None:
-        columns = TabularSpec.model_validate(info["tabular"]).columns
-        if [len(columns)] != shape:
-            raise ValueError(f"the encoding makes {len(columns)} columns, sample_shape is {shape}")
-    if info.get("image_files") is not None:
-        files = ImageFiles.model_validate(info["image_files"])
-        if len(shape) != 3 or shape[0] != (1 if files.mode == "L" else 3):
-            raise ValueError(f"image files in mode {files.mode} do not make samples of {shape}")
+    try:
+        columns = None
+        if info.get("tabular") is not None:
+            columns = TabularSpec.model_validate(info["tabular"]).columns
+        files = None
+        if info.get("image_files") is not None:
+            files = ImageFiles.model_validate(info["image_files"])
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"its input encoding is not valid ({first})") from None
+    if columns is not None and [len(columns)] != shape:
+        raise UsageError(f"its input encoding makes {len(columns)} columns, not {shape}")
+    if files is not None and (len(shape) != 3 or shape[0] != (1 if files.mode == "L" else 3)):
+        raise UsageError(f"its image files in mode {files.mode} do not make samples of {shape}")
+
+
+def _unreadable(path: Path) -> str:
+    """Why ``torch.load`` refused ``path``, in the user's terms."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    if not zipfile.is_zipfile(path):
+        return f"{size} bytes that are not a PyTorch checkpoint; truncated or another format?"
+    return (
+        "a PyTorch file that is damaged or holds more than plain tensors and values; "
+        "write it again with `python -m training train`"
+    )
 
 
 def _stats_mode(value: object) -> StatsMode:

@@ -30,7 +30,6 @@ import numpy as np
 
 from bnfold.card import FLOAT32_MAX, ImageFiles
 from training.errors import UsageError
-from training.images import read_image_folder
 from training.tabular import (
     Table,
     check_categorical,
@@ -265,6 +264,8 @@ def read_images(
     model: tuple[ImageFiles, int, int] | None = None,
 ) -> RawData:
     """An image folder ``root/<class>/*.png|jpg|jpeg`` (``training.images``)."""
+    from training.images import read_image_folder  # Pillow only when a folder is read
+
     folder = read_image_folder(root, channels, image_size, model=model)
     files = folder.files
     return RawData(

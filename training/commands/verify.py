@@ -4,67 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from training.atomic import write_text_atomic
 from training.checkpoint import Checkpoint, load_checkpoint
+from training.commands.verify_options import VerifyOptions, VerifyTarget
 from training.console import print_table
 from training.data import load_file_data, load_splits
 from training.errors import UsageError
+from training.option_parser import from_args
 from training.reference import reference_model
 from training.verify import VerifyReport, verify_model
-
-SPLITS = ("train", "val", "test")
-
-
-def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``verify`` and ``all``."""
-    parser.add_argument(
-        "--split",
-        choices=SPLITS,
-        default="test",
-        help="which split of the checkpoint's dataset to check on (default: %(default)s)",
-    )
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``verify`` sub-command."""
-    parser = subparsers.add_parser(
-        "verify",
-        help="check an exported model against the unfolded PyTorch model",
-        description="Run the ONNX model with ONNX Runtime on a whole split, one sample at a time, "
-        "against the UNFOLDED PyTorch model in eval mode (identical argmax, max |Δp| <= 1e-5), "
-        "and check batch independence (each sample alone == inside batches of 2..64 random "
-        "others, within 1e-6). Prints a table and writes verify.json beside the model. "
-        "Exits 1 if a check fails.",
-    )
-    parser.add_argument("model", help="model.onnx written by `python -m training export`")
-    parser.add_argument(
-        "--checkpoint",
-        help="the checkpoint the model was exported from (default: checkpoint.pt beside the model)",
-    )
-    parser.add_argument(
-        "--data",
-        help="check on this CSV or .npz file instead of a split of the checkpoint's dataset",
-    )
-    parser.add_argument(
-        "--label-column", help="with a CSV --data: the label column (default: the checkpoint's)"
-    )
-    add_verify_arguments(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Verify, print, save ``verify.json``; exit 1 when a check fails."""
-    model = Path(args.model)
+    target: VerifyTarget = from_args(VerifyTarget, args)
+    split = from_args(VerifyOptions, args).split
+    model = target.model
     if not model.is_file():
         raise UsageError(f"model file {model} does not exist")
-    checkpoint = Path(args.checkpoint) if args.checkpoint else model.parent / "checkpoint.pt"
-    ckpt = load_checkpoint(checkpoint)
-    x, y = evaluation_data(ckpt, args.data, args.label_column, args.split)
+    ckpt = load_checkpoint(target.checkpoint or model.parent / "checkpoint.pt")
+    x, y = evaluation_data(ckpt, target.data, target.label_column, split)
     report = verify_model(model, reference_model(ckpt), x, y)
     show_report(report)
     write_text_atomic(model.parent / "verify.json", json.dumps(report.to_dict(), indent=2) + "\n")
