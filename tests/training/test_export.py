@@ -164,3 +164,44 @@ def test_unfoldable_bn_is_an_error_unless_allowed(
     result = export_checkpoint(wine_ckpt, tmp_path, allow_unfolded=True)
     assert result.card.bn_nodes == 1 == count_ops(result.path.read_bytes(), "BatchNormalization")
     assert result.card.fold.refused == 1
+
+
+def test_card_carries_the_tabular_encoding_and_provenance(tmp_path: Path) -> None:
+    from example_datasets import penguins_csv
+
+    from bnfold.card import CategoricalFeature
+    from training.checkpoint import load_checkpoint
+
+    path = penguins_csv(tmp_path)
+    ckpt_path = make_checkpoint(
+        tmp_path / "c.pt", str(path), "mlp", (8,), label_column="species", missing="median"
+    )
+    card = export_checkpoint(ckpt_path, tmp_path / "out").card
+    ckpt = load_checkpoint(ckpt_path)
+    tabular = card.input.tabular
+    assert tabular is not None and tabular.model_dump(mode="json") == ckpt.input["tabular"]
+    assert tabular.missing == "median"
+    island = tabular.features[0]
+    assert isinstance(island, CategoricalFeature)
+    assert island.categories == ["Biscoe", "Dream", "Torgersen"] and island.fill == "Biscoe"
+    assert card.labels == ["Adelie", "Chinstrap", "Gentoo"]
+    assert card.input.shape == [-1, 10]
+    data = card.data
+    assert data is not None and (data.source, data.name) == ("csv", "penguins")
+    assert data.sha256 == ckpt.data_spec["sha256"] and sum(data.samples.values()) == 344
+    assert data.class_counts is not None and sum(data.class_counts) == data.samples["train"]
+
+
+def test_card_says_how_image_files_are_decoded(tmp_path: Path) -> None:
+    from example_datasets import digits_folder
+
+    root = digits_folder(tmp_path / "png", scale=2, limit=90)
+    ckpt_path = make_checkpoint(tmp_path / "c.pt", str(root), "cnn", (4,))
+    card = export_checkpoint(ckpt_path, tmp_path).card
+    image = card.input.image
+    assert image is not None and (image.channels, image.height, image.width) == (1, 16, 16)
+    assert image.files is not None
+    assert image.files.model_dump() == {
+        "mode": "L", "resize": None, "scale": 1 / 255, "max_pixels": 256
+    }  # fmt: skip
+    assert card.data is not None and card.data.source == "images" and card.data.sha256
