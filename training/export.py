@@ -41,7 +41,7 @@ from training.data import load_splits
 from training.errors import UsageError
 from training.folder_swap import check_target, update_folder
 from training.folding import fold_batchnorm
-from training.input_fold import fold_standardization_into
+from training.input_fold import raw_input_model
 from training.onnx_graph import (
     INPUT_NAME,
     WithProbabilities,
@@ -175,9 +175,9 @@ def export_checkpoint(
     check_target(out_dir)
     ckpt = load_checkpoint(checkpoint)
     splits = load_splits(ckpt.data_spec)
-    net = ckpt.build()
+    built = ckpt.build()
     mean, std = standardization_tensors(ckpt)
-    fold_standardization_into(net.input_layer(), mean, std)
+    net = raw_input_model(built, built.input_layer(), mean, std)
     example = torch.as_tensor(splits.train.X[:FOLD_SAMPLES], dtype=torch.float32)
     fields = CardFields(
         name=name or default_name(ckpt),

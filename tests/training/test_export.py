@@ -243,3 +243,24 @@ def test_kill_9_during_export_never_mixes_two_models(wine_ckpt: Path, tmp_path: 
     export_checkpoint(wine_ckpt, out)  # the next export cleans up after the killed ones
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_feature_with_a_large_mean_keeps_float32_precision(tmp_path: Path) -> None:
+    """A year-like column (mean ~2008, std ~0.8): folding its mean into a bias made float32
+    cancel ~1e-4 at run time; subtracted in the graph, the export matches the oracle."""
+    from training.checkpoint import load_checkpoint
+
+    rng = np.random.default_rng(0)
+    rows = ["year,size,label"]
+    for i in range(300):
+        year = 2007 + i % 3
+        rows.append(f"{year},{rng.normal(i % 2, 1):.4f},{(i // 3) % 2}")
+    path = tmp_path / "years.csv"
+    path.write_text("\n".join(rows) + "\n")
+    ckpt_path = make_checkpoint(tmp_path / "c.pt", str(path), "mlp", (32,), label_column="label")
+    result = export_checkpoint(ckpt_path, tmp_path / "out")
+    ckpt = load_checkpoint(ckpt_path)
+    x = load_splits(ckpt.data_spec).train.X
+    want, _ = reference_outputs(reference_model(ckpt), x)
+    got = ort_session(str(result.path)).run(["logits"], {"input": x})[0]
+    assert np.max(np.abs(got - want)) <= 2e-6 * max(1.0, float(np.max(np.abs(want))))
