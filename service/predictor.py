@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput, NotReady
+from service.images import ImageCodec
 from service.inputs import SampleCodec
 from service.jsonio import dumps
 from service.runtime import ModelRuntime
@@ -26,6 +27,7 @@ class Predictor:
     ) -> None:
         self.runtime = runtime
         self.codec = SampleCodec(runtime.card.input)
+        self.images = ImageCodec(runtime.card.input)
         self.max_batch = max_batch
         self.observe = observe
         self.labels = runtime.labels
@@ -56,6 +58,11 @@ class Predictor:
     def predict(self, payload: Any) -> bytes:
         """``/predict``: one sample -> JSON bytes."""
         _, probs = self.run(self.codec.sample(payload))
+        return dumps(self._result(probs[0]))
+
+    def predict_file(self, media: str, content_type: str, body: bytes) -> bytes:
+        """``/predict`` with an image file: a PNG/JPEG body or one multipart/form-data file."""
+        _, probs = self.run(self.images.sample(media, content_type, body))
         return dumps(self._result(probs[0]))
 
     def predict_batch(self, payload: Any) -> bytes:

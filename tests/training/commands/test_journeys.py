@@ -135,3 +135,36 @@ def test_bad_image_folder_is_one_line_exit_2_nothing_written(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: " in err and message in err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_png_folder_trains_a_cnn_and_a_png_upload_equals_its_tensor(tmp_path: Path) -> None:
+    root = digits_folder(tmp_path / "png", scale=2)  # 1797 files, 16x16 gray, 10 folders
+    out = tmp_path / "run"
+    argv = ["all", "--dataset", str(root), "--widths", "8,16", "--epochs", "8", "--quiet"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["input"]["image"]["files"]["mode"] == "L"
+    assert card["labels"] == [str(d) for d in range(10)]
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["passed"] and verify["parity"]["accuracy"] >= 0.8
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    tensors, labels = load_file_data(str(root), None, ckpt)  # decoded as training decodes
+    files = sorted(root.glob("*/*.png"))
+    picked = [files[i] for i in range(0, len(files), 97)]
+    with client_for(out / "model.onnx") as client:
+        for path in picked:
+            data = path.read_bytes()
+            index = files.index(path)
+            by_tensor = client.post("/predict", json={"image": tensors[index].tolist()}).json()
+            raw = client.post("/predict", content=data, headers={"content-type": "image/png"})
+            form = client.post("/predict", files={"file": (path.name, data, "image/png")})
+            assert raw.status_code == form.status_code == 200, raw.text
+            want = np.array(list(by_tensor["probabilities"].values()))
+            for answer in (raw.json(), form.json()):
+                got = np.array(list(answer["probabilities"].values()))
+                assert np.max(np.abs(got - want)) <= 1e-6
+                assert answer["label"] == by_tensor["label"]
+        bad = client.post("/predict", content=b"GIF89a", headers={"content-type": "image/png"})
+        assert bad.status_code == 415 and bad.json() == {"error": "image: not a PNG or JPEG image"}
+    assert len(labels) == len(files)
