@@ -5,12 +5,12 @@ decodes an upload with the same function, so a file posted to the service gives
 the tensor the model was trained on. The steps, in this order:
 
 1. the format from the file's first bytes (PNG or JPEG; nothing else is opened);
-2. the header only: the pixel count is checked against ``max_pixels`` before any
-   pixel is decoded (decompression bombs), and the pixel format must be 8-bit;
+2. the header only: the size (when the card does not resize: exactly the model's) and
+   the pixel count against ``max_pixels`` are checked before any pixel is decoded
+   (decompression bombs), and the pixel format must be 8-bit;
 3. Pillow's ``convert(mode)`` (``L``: ITU-R 601-2 luma; ``RGB``; an alpha channel is
    dropped, not composited; EXIF orientation is not applied);
-4. if the size differs from (height, width): Pillow's ``resize`` with the card's
-   filter, or an error when the card has none;
+4. if the size differs from (height, width): Pillow's ``resize`` with the card's filter;
 5. ``float32(pixel * scale)`` in (C, H, W) order.
 
 Every failure is an ``ImageFileError`` with a one-line reason that never quotes
@@ -82,7 +82,10 @@ def _sniff(data: bytes) -> str | None:
     return next((fmt for fmt, sig in _SIGNATURES.items() if data.startswith(sig)), None)
 
 
-def _open(data: bytes, max_pixels: int, declared: str | None) -> Image.Image:
+def _open(
+    data: bytes, max_pixels: int, declared: str | None, size: tuple[int, int] | None = None
+) -> Image.Image:
+    """The opened image (header only); ``size``: the only (width, height) it may have."""
     fmt = _sniff(data)
     if fmt is None:
         raise ImageFileError("not a PNG or JPEG image", status=415)
@@ -98,6 +101,11 @@ def _open(data: bytes, max_pixels: int, declared: str | None) -> Image.Image:
     except Exception:  # Pillow raises many unrelated types for malformed headers
         raise ImageFileError(f"the {fmt} data is corrupt or truncated") from None
     width, height = image.size
+    if size is not None and image.size != size:
+        raise ImageFileError(
+            f"the image is {width}x{height} pixels (width x height); the model takes "
+            f"{size[0]}x{size[1]}"
+        )
     if width * height > max_pixels:
         raise ImageFileError(
             f"the image has {width}x{height} pixels, more than the limit of {max_pixels}",
@@ -124,19 +132,15 @@ def decode(
     ``declared``: the format the sender announced (``"PNG"``/``"JPEG"``), which the
     bytes must match. Raises ``ImageFileError``.
     """
-    image = _open(data, files.max_pixels, declared)
+    exact = (width, height) if files.resize is None else None
+    image = _open(data, files.max_pixels, declared, exact)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # palette transparency notes; the result is defined
             picture = image.convert(files.mode)
     except Exception:  # any decoder failure on untrusted bytes is a corrupt file
         raise ImageFileError(f"the {image.format} data is corrupt or truncated") from None
-    if picture.size != (width, height):
-        if files.resize is None:
-            got = f"{picture.size[0]}x{picture.size[1]}"
-            raise ImageFileError(
-                f"the image is {got} pixels (width x height); the model takes {width}x{height}"
-            )
+    if picture.size != (width, height) and files.resize is not None:
         picture = picture.resize((width, height), resample=_FILTERS[files.resize])
     pixels = np.asarray(picture, dtype=np.float64) * files.scale
     chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)

@@ -16,6 +16,7 @@ multipart body. Every message is one line and quotes nothing of the upload.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,15 @@ def is_upload(media: str | None) -> bool:
     return media in UPLOAD_TYPES
 
 
+@dataclass(frozen=True)
+class Upload:
+    """An image-file body: its media type (one of ``UPLOAD_TYPES``), full Content-Type, bytes."""
+
+    media: str
+    content_type: str
+    data: bytes
+
+
 class ImageCodec:
     """Decodes an uploaded image file for one card's ``InputSpec``."""
 
@@ -60,18 +70,18 @@ class ImageCodec:
         self.files = None if image is None else image.files
         self.shape = spec.sample_shape
 
-    def sample(self, media: str, content_type: str, body: bytes) -> np.ndarray:
-        """The (1, C, H, W) float32 tensor of an upload; ``media`` is ``content_type``'s type."""
+    def sample(self, upload: Upload) -> np.ndarray:
+        """The (1, C, H, W) float32 tensor of an uploaded file."""
         files = self.files
         if files is None:
             raise UnsupportedMediaType(
                 "this model takes no image files (its card has no image.files): "
                 "send application/json"
             )
-        if media == MULTIPART:
-            data, declared = single_file(content_type, body)
+        if upload.media == MULTIPART:
+            data, declared = single_file(upload.content_type, upload.data)
         else:
-            data, declared = body, MEDIA_TYPES[media]
+            data, declared = upload.data, MEDIA_TYPES[upload.media]
         _, height, width = self.shape
         try:
             tensor = decode(data, files, height, width, declared=declared)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput, NotReady
-from service.images import ImageCodec
+from service.images import ImageCodec, Upload
 from service.inputs import SampleCodec
 from service.jsonio import dumps
 from service.runtime import ModelRuntime
@@ -56,13 +56,12 @@ class Predictor:
         }
 
     def predict(self, payload: Any) -> bytes:
-        """``/predict``: one sample -> JSON bytes."""
-        _, probs = self.run(self.codec.sample(payload))
-        return dumps(self._result(probs[0]))
-
-    def predict_file(self, media: str, content_type: str, body: bytes) -> bytes:
-        """``/predict`` with an image file: a PNG/JPEG body or one multipart/form-data file."""
-        _, probs = self.run(self.images.sample(media, content_type, body))
+        """``/predict``: one sample (parsed JSON, or an image file ``Upload``) -> JSON bytes."""
+        if isinstance(payload, Upload):
+            sample = self.images.sample(payload)
+        else:
+            sample = self.codec.sample(payload)
+        _, probs = self.run(sample)
         return dumps(self._result(probs[0]))
 
     def predict_batch(self, payload: Any) -> bytes:

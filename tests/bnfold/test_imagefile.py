@@ -15,6 +15,7 @@ from bnfold.imagefile import ImageFileError, decode, read_header
 
 GRAY = ImageFiles(mode="L", scale=1 / 255, max_pixels=64)
 RGB = ImageFiles(mode="RGB", scale=1 / 255, max_pixels=64)
+RESIZE = ImageFiles(mode="L", resize="bilinear", scale=1 / 255, max_pixels=64)
 
 
 def encoded(pixels: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
@@ -80,11 +81,12 @@ def _png_header_only(width: int, height: int) -> bytes:
         (b"", GRAY, 415, "not a PNG or JPEG image"),
         (
             _png_header_only(9_000, 9_000),
-            GRAY,
+            RESIZE,
             413,
             "has 9000x9000 pixels, more than the limit of 64",
         ),
-        (_png_header_only(50_000, 50_000), GRAY, 413, "the image has more than 64 pixels"),
+        (_png_header_only(9_000, 9_000), GRAY, 422, "9000x9000 pixels (width x height); the"),
+        (_png_header_only(50_000, 50_000), RESIZE, 413, "the image has more than 64 pixels"),
         (_png_header_only(8, 8), GRAY, 422, "the PNG data is corrupt or truncated"),
         (encoded(noise())[:60], GRAY, 422, "corrupt or truncated"),
         (
