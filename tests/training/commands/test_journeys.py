@@ -33,7 +33,9 @@ def client_for(model: Path) -> TestClient:
 
 
 @pytest.mark.slow
-def test_penguins_csv_trains_exports_verifies_and_serves_by_name(tmp_path: Path) -> None:
+def test_penguins_csv_trains_exports_verifies_and_serves_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = penguins_csv(tmp_path)
     out = tmp_path / "run"
     argv = ["all", "--dataset", str(data), "--label-column", "species", "--missing", "mean"]
@@ -71,6 +73,19 @@ def test_penguins_csv_trains_exports_verifies_and_serves_by_name(tmp_path: Path)
             "features.island: unknown category; allowed: 'Biscoe', 'Dream', 'Torgersen'"
         )
     assert np.mean(want.argmax(1) == labels) > 0.9
+
+    # verify --data on the same file passes; on a file whose columns are named otherwise
+    # it says so, in one line, and writes nothing.
+    assert cli.main(["verify", str(out / "model.onnx"), "--data", str(data), "--quiet"]) == 0
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(data.read_text().replace("bill_length_mm", "bill_length", 1))
+    (out / "verify.json").unlink()
+    assert cli.main(["verify", str(out / "model.onnx"), "--data", str(renamed)]) == 2
+    assert not (out / "verify.json").exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (
+        "the model's feature 'bill_length_mm' is not a column of the file" in err
+    )
 
 
 def _json_value(cell: str) -> object:
