@@ -29,9 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bnfold.card import FLOAT32_MAX, ImageFiles
-from training.errors import UsageError
-from training.tabular import (
-    Table,
+from training.columns import (
     check_categorical,
     is_missing,
     number_text,
@@ -39,6 +37,8 @@ from training.tabular import (
     select,
     typed_column,
 )
+from training.errors import UsageError
+from training.tabular import Table
 
 BUILTIN = ("digits", "breast_cancer", "wine")
 

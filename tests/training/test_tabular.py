@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from bnfold.card import CategoricalFeature, NumericFeature
+from training.columns import MISSING_TOKENS
 from training.data import load_splits, make_data_spec
 from training.errors import UsageError
-from training.tabular import MISSING_TOKENS, Table, encode, fit_tabular_spec
+from training.tabular import Table, encode, fit_tabular_spec
 
 
 def write_rows(path: Path, header: list[str], rows: list[list[object]]) -> Path:
