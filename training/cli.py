@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {train,fold,export,verify,all} ...``.
+"""Command line: ``python -m training {train,fold,export,export-module,verify,all} ...``.
 
 Each sub-command lives in its own module under ``training.commands`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from training.errors import UsageError
 
-COMMANDS = ("train", "fold", "export", "verify", "all")
+COMMANDS = ("train", "fold", "export", "export-module", "verify", "all")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMANDS:
-        importlib.import_module(f"training.commands.{name}").register(sub)
+        importlib.import_module(f"training.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 

@@ -205,18 +205,29 @@ def ensure_writable_dir(path: Path) -> None:
 
 
 def golden_inputs(
-    x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, labels: Sequence[str]
+    x_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    labels: Sequence[str],
+    *,
+    test_name: str = "test",
+    train_name: str = "training",
+    class_word: str = "class",
 ) -> list[tuple[str, np.ndarray]]:
-    """One test sample per class (up to 8 classes), then edge cases of the training range."""
+    """One test sample per class (up to 8 classes), then edge cases of the training range.
+
+    The names word the notes: ``test[3] (class cat)``, ``training mean``...
+    """
     chosen: list[tuple[str, np.ndarray]] = []
     for label in np.unique(y_test)[:8]:
         index = int(np.flatnonzero(y_test == label)[0])
-        chosen.append((f"test[{index}] (class {labels[int(label)]})", x_test[index]))
+        note = f"{test_name}[{index}] ({class_word} {labels[int(label)]})"
+        chosen.append((note, x_test[index]))
     chosen += [
         ("all zeros", np.zeros_like(x_train[0])),
-        ("training mean", x_train.mean(axis=0)),
-        ("training maximum per feature", x_train.max(axis=0)),
-        ("training minimum per feature", x_train.min(axis=0)),
+        (f"{train_name} mean", x_train.mean(axis=0)),
+        (f"{train_name} maximum per feature", x_train.max(axis=0)),
+        (f"{train_name} minimum per feature", x_train.min(axis=0)),
     ]
     return chosen
 

@@ -1,16 +1,27 @@
-"""``python -m training verify MODEL.onnx``: prove the export against the unfolded model."""
+"""``python -m training verify MODEL.onnx``: prove the export against the unfolded model.
+
+The unfolded model is the checkpoint's network (``--checkpoint``, default
+``checkpoint.pt`` beside the model) or, for a file written by ``export-module``,
+the user's module (``--module FILE.py:FACTORY --weights W.pt`` with the same
+``--mean``/``--std`` and ``--data`` as the export).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
+from bnfold import digest
+from bnfold.card import ModelCard
 from training.atomic import write_text_atomic
 from training.checkpoint import Checkpoint, load_checkpoint
+from training.commands.export_module import add_module_arguments, load_user_module, standardization
 from training.console import print_table
 from training.data import load_file_data, load_splits
 from training.errors import UsageError
@@ -18,6 +29,9 @@ from training.reference import reference_model
 from training.verify import VerifyReport, verify_model
 
 SPLITS = ("train", "val", "test")
+MODULE_HINT = (
+    "a module model fails when verify is not given the export's --weights, --mean/--std and --data"
+)
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +68,14 @@ def register(subparsers: Any) -> None:
         "--label-column", help="with a CSV --data: the label column (default: the checkpoint's)"
     )
     add_verify_arguments(parser)
+    parser.add_argument(
+        "--module",
+        metavar="FILE.py:FACTORY",
+        help="verify a model written by export-module against this module instead of a "
+        "checkpoint (give the same --weights, --mean/--std and --data as the export; "
+        "without --data: the same random inputs)",
+    )
+    add_module_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -62,13 +84,72 @@ def run(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_file():
         raise UsageError(f"model file {model} does not exist")
-    checkpoint = Path(args.checkpoint) if args.checkpoint else model.parent / "checkpoint.pt"
-    ckpt = load_checkpoint(checkpoint)
-    x, y = evaluation_data(ckpt, args.data, args.label_column, args.split)
-    report = verify_model(model, reference_model(ckpt), x, y)
+    notes: list[str] = []
+    if args.module is not None:
+        oracle, x, y = module_evaluation(model, args)
+        notes = module_notes(model, args)
+    else:
+        given = [f for f in ("weights", "mean", "std") if getattr(args, f) is not None]
+        if given:
+            raise UsageError(f"--{given[0]} is for --module (a model written by export-module)")
+        checkpoint = Path(args.checkpoint) if args.checkpoint else model.parent / "checkpoint.pt"
+        ckpt = load_checkpoint(checkpoint)
+        x, y = evaluation_data(ckpt, args.data, args.label_column, args.split)
+        oracle = reference_model(ckpt)
+    report = verify_model(model, oracle, x, y)
+    if notes:
+        report = replace(report, notes=[*report.notes, *notes])
+        if not report.passed:
+            report = replace(report, notes=[*report.notes, MODULE_HINT])
     show_report(report)
     write_text_atomic(model.parent / "verify.json", json.dumps(report.to_dict(), indent=2) + "\n")
     return 0 if report.passed else 1
+
+
+def module_evaluation(
+    model: Path, args: argparse.Namespace
+) -> tuple[nn.Module, np.ndarray, np.ndarray | None]:
+    """The user's module as the oracle, and the samples ``export-module`` checked on."""
+    from training.module_data import first, read_samples, synthetic_inputs
+    from training.own_model import module_oracle
+
+    if args.checkpoint is not None or args.label_column is not None:
+        flag = "--checkpoint" if args.checkpoint is not None else "--label-column"
+        raise UsageError(f"{flag} is for checkpoints; --module verifies against the module")
+    stats = standardization(args)
+    card = read_model_card(model)
+    shape = card.input.sample_shape
+    image = card.input.image
+    scale = image.files.scale if image is not None and image.files is not None else None
+    if args.data is not None:
+        samples = read_samples(args.data, shape, card.labels)
+    else:
+        samples = synthetic_inputs(shape, scale, stats)
+    module = load_user_module(args.module, args.weights)
+    samples = first(samples, args.verify_samples)
+    return module_oracle(module, stats, card.input), samples.x, samples.y
+
+
+def module_notes(model: Path, args: argparse.Namespace) -> list[str]:
+    """What the module oracle was, and what the export recorded about its input."""
+    stats = "none" if args.mean is None else f"mean {args.mean}, std {args.std}"
+    data = args.data or "random inputs (no --data)"
+    card = read_model_card(model)
+    return [
+        f"oracle: {args.module} (weights: {args.weights or 'the factory'}), "
+        f"standardization: {stats}, data: {data}",
+        f"the export's input: {card.input.description}",
+    ]
+
+
+def read_model_card(model: Path) -> ModelCard:
+    """The card of the ONNX file at ``model``; ``UsageError`` if it has none."""
+    try:
+        return digest.read_card(model.read_bytes())
+    except digest.DigestError as exc:
+        raise UsageError(f"{model}: {exc}") from None
+    except ValueError:
+        raise UsageError(f"{model} is not a readable ONNX file") from None
 
 
 def evaluation_data(
