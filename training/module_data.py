@@ -56,14 +56,16 @@ def checked(
         )
     if len(x) < 2:
         raise UsageError(f"{where}: {len(x)} sample(s); at least 2 are needed to verify on")
-    wide = np.asarray(x, dtype=np.float64)
-    bad = ~np.isfinite(wide.reshape(len(x), -1)).all(axis=1)
+    with np.errstate(over="ignore"):  # beyond float32 range becomes inf: reported below
+        x32 = np.asarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x32.reshape(len(x32), -1)).all(axis=1)
     if bad.any():
-        raise UsageError(f"{where}: sample {int(np.argmax(bad))} holds NaN or infinite values")
-    if np.abs(wide).max() > np.finfo(np.float32).max:
-        raise UsageError(f"{where}: values beyond float32 range")
+        index = int(np.argmax(bad))
+        finite = bool(np.isfinite(np.asarray(x[index], dtype=np.float64)).all())
+        what = "values beyond float32 range" if finite else "NaN or infinite values"
+        raise UsageError(f"{where}: sample {index} holds {what}")
     ids = None if y is None else class_ids(np.asarray(y), labels, where, len(x))
-    return wide.astype(np.float32), ids
+    return x32, ids
 
 
 def class_ids(y: np.ndarray, labels: Sequence[str], where: str, count: int) -> np.ndarray:

@@ -31,7 +31,7 @@ from bnfold.card import (
     TabularSpec,
 )
 from training.atomic import write_text_atomic
-from training.errors import UsageError
+from training.errors import UsageError, first_line
 from training.export import (
     DEFAULT_OPSET,
     FOLD_SAMPLES,
@@ -46,7 +46,6 @@ from training.module_data import SampleSet, as_samples, first
 from training.module_trace import trace_module
 from training.onnx_graph import INPUT_NAME
 from training.reference import Standardize, reference_outputs
-from training.user_module import first_line
 from training.verify import VerifyReport, verify_model
 
 Kind = Literal["image", "tabular"]
@@ -287,25 +286,27 @@ def _image_files(
 
 def _check_output(oracle: nn.Module, x: np.ndarray, labels: list[str]) -> np.ndarray:
     """The oracle's float64 logits on ``x``; ``UsageError`` unless they are (N, classes)."""
-    probe = torch.from_numpy(x[:2])
-    try:
-        with torch.no_grad():
-            out = oracle(probe)
-    except Exception as exc:
-        raise UsageError(
-            f"the module fails on input of shape {list(probe.shape)}: "
-            f"{type(exc).__name__}: {first_line(exc)}"
-        ) from exc
-    if not isinstance(out, torch.Tensor):
-        raise UsageError(
-            f"the module returns a {type(out).__name__}; it must return one logits tensor "
-            f"(N, {len(labels)})"
-        )
-    if out.dim() != 2 or out.shape[1] != len(labels) or not out.dtype.is_floating_point:
-        raise UsageError(
-            f"the module returns {list(out.shape)} {str(out.dtype).removeprefix('torch.')}, "
-            f"{len(labels)} labels need float logits of shape [N, {len(labels)}]"
-        )
+    # Batches of 2 and of 1: the service runs one sample at a time.
+    for probe in (torch.from_numpy(x[:2]), torch.from_numpy(x[:1])):
+        try:
+            with torch.no_grad():
+                out = oracle(probe)
+        except Exception as exc:
+            raise UsageError(
+                f"the module fails on input of shape {list(probe.shape)}: "
+                f"{type(exc).__name__}: {first_line(exc)}"
+            ) from exc
+        if not isinstance(out, torch.Tensor):
+            raise UsageError(
+                f"the module returns a {type(out).__name__}; it must return one logits tensor "
+                f"(N, {len(labels)})"
+            )
+        want = [len(probe), len(labels)]
+        if list(out.shape) != want or not out.dtype.is_floating_point:
+            raise UsageError(
+                f"the module returns {list(out.shape)} {str(out.dtype).removeprefix('torch.')} "
+                f"for input {list(probe.shape)}; {len(labels)} labels need float logits {want}"
+            )
     logits, _ = reference_outputs(oracle, x)
     return logits
 

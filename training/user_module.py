@@ -25,13 +25,7 @@ import torch
 from torch import nn
 
 from training.datasets import file_sha256
-from training.errors import UsageError
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+from training.errors import UsageError, first_line
 
 
 def split_spec(spec: str) -> tuple[str, str]:

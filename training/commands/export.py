@@ -9,12 +9,12 @@ from training.console import print_table
 from training.export import DEFAULT_OPSET, ExportResult, export_checkpoint
 
 
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``export`` and ``all``."""
-    parser.add_argument(
-        "--name",
-        help="model name on the service (default: <dataset>-<model kind>, e.g. digits-cnn)",
-    )
+def add_export_arguments(
+    parser: argparse.ArgumentParser,
+    name_default: str = "<dataset>-<model kind>, e.g. digits-cnn",
+) -> None:
+    """Options shared by ``export``, ``all`` and ``export-module``."""
+    parser.add_argument("--name", help=f"model name on the service (default: {name_default})")
     parser.add_argument(
         "--allow-unfolded",
         action="store_true",

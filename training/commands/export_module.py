@@ -100,9 +100,9 @@ def add_module_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--verify-samples",
         type=int,
-        default=VERIFY_SAMPLES,
         metavar="N",
-        help="check on the first N samples of --data (default: %(default)s)",
+        help=f"fold, golden samples and verification use the first N samples of --data "
+        f"(default: {VERIFY_SAMPLES})",
     )
 
 
@@ -169,7 +169,7 @@ def register(subparsers: Any) -> None:
         "(none: files must have the input size; default: %(default)s)",
     )
     parser.add_argument("--out", required=True, help="output folder for model.onnx and card.json")
-    add_export_arguments(parser)
+    add_export_arguments(parser, name_default="FILE's name, e.g. resnet")
     parser.set_defaults(func=run)
 
 
@@ -179,19 +179,19 @@ def standardization(args: argparse.Namespace) -> tuple[list[float], list[float]]
 
     if (args.mean is None) != (args.std is None):
         raise UsageError("--mean and --std go together: give both or neither")
-    if args.verify_samples < 2:
+    if args.verify_samples is not None and args.verify_samples < 2:
         raise UsageError(f"--verify-samples must be at least 2, got {args.verify_samples}")
     return None if args.mean is None else (args.mean, args.std)
 
 
-def load_user_module(spec: str, weights: str | None) -> Any:
-    """The factory's module with ``weights`` loaded (eval mode)."""
+def load_user_module(spec: str, weights: str | None) -> tuple[Any, str]:
+    """The factory's module with ``weights`` loaded (eval mode), and where they came from."""
     from training.user_module import build_module, load_weights
 
     model = build_module(spec)
-    if weights is not None:
-        load_weights(model, weights)
-    return model
+    if weights is None:
+        return model, "set by the factory"
+    return model, f"{weights} (sha256 {load_weights(model, weights)[:16]}…)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         samples = read_samples(args.data, shape, args.labels)
     else:
         samples = synthetic_inputs(shape, scale, stats)
-    model = load_user_module(args.module, args.weights)
+    model, weights = load_user_module(args.module, args.weights)
     result = export_model(
         model,
         samples.x,
@@ -223,9 +223,9 @@ def run(args: argparse.Namespace) -> int:
         resize=None if args.resize == "none" else args.resize,
         allow_unfolded=args.allow_unfolded,
         opset=args.opset,
-        verify_samples=args.verify_samples,
+        verify_samples=args.verify_samples or VERIFY_SAMPLES,
     )
-    rows = export_rows(result.export)
+    rows = [("module", args.module), ("weights", weights), *export_rows(result.export)]
     if result.standardization is not None:
         rows.append(("input standardization", result.standardization.describe()))
     rows.append(("checked on", result.samples))

@@ -21,7 +21,12 @@ from bnfold import digest
 from bnfold.card import ModelCard
 from training.atomic import write_text_atomic
 from training.checkpoint import Checkpoint, load_checkpoint
-from training.commands.export_module import add_module_arguments, load_user_module, standardization
+from training.commands.export_module import (
+    VERIFY_SAMPLES,
+    add_module_arguments,
+    load_user_module,
+    standardization,
+)
 from training.console import print_table
 from training.data import load_file_data, load_splits
 from training.errors import UsageError
@@ -89,9 +94,10 @@ def run(args: argparse.Namespace) -> int:
         oracle, x, y = module_evaluation(model, args)
         notes = module_notes(model, args)
     else:
-        given = [f for f in ("weights", "mean", "std") if getattr(args, f) is not None]
+        given = [f for f in ("weights", "mean", "std", "verify_samples") if getattr(args, f)]
         if given:
-            raise UsageError(f"--{given[0]} is for --module (a model written by export-module)")
+            flag = given[0].replace("_", "-")
+            raise UsageError(f"--{flag} is for --module (a model written by export-module)")
         checkpoint = Path(args.checkpoint) if args.checkpoint else model.parent / "checkpoint.pt"
         ckpt = load_checkpoint(checkpoint)
         x, y = evaluation_data(ckpt, args.data, args.label_column, args.split)
@@ -125,8 +131,8 @@ def module_evaluation(
         samples = read_samples(args.data, shape, card.labels)
     else:
         samples = synthetic_inputs(shape, scale, stats)
-    module = load_user_module(args.module, args.weights)
-    samples = first(samples, args.verify_samples)
+    module, _ = load_user_module(args.module, args.weights)
+    samples = first(samples, args.verify_samples or VERIFY_SAMPLES)
     return module_oracle(module, stats, card.input), samples.x, samples.y
 
 

@@ -246,3 +246,33 @@ def test_refused_fold_is_an_error_unless_allowed(
     assert card.bn_nodes == 1 == count_ops(data, "BatchNormalization") == card.fold.refused
     assert card.fold.folded == bn_count(ResNetStyle()) - 1
     assert json.loads((tmp_path / "out" / "verify.json").read_text())["passed"] is True
+
+
+def test_tabular_module_from_the_command_line(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    names = np.array([f"f{i}" for i in range(13)])
+    x = (40 + 5 * rng.standard_normal((30, 13))).astype(np.float32)
+    np.savez(tmp_path / "tab.npz", X=x, y=np.array(["a", "b", "c"] * 10), feature_names=names)
+    args = [
+        "export-module",
+        f"{NETS}:mlp",
+        "--input-shape",
+        "13",
+        "--labels",
+        "a,b,c",
+        "--data",
+        str(tmp_path / "tab.npz"),
+        "--mean",
+        "40",
+        "--std",
+        "5",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    assert main(args) == 0
+    card = digest.check((tmp_path / "out" / "model.onnx").read_bytes())
+    assert card.input.columns == names.tolist()
+    assert card.fold.folded == card.fold.bn_total == 2
+    assert "folded into net.0" in card.input.description
+    assert card.data is not None and card.data.class_counts == [10, 10, 10]
+    assert json.loads((tmp_path / "out" / "verify.json").read_text())["passed"] is True

@@ -54,6 +54,22 @@ def pair():
     return Two()
 
 
+class PairsOnly(Net):
+    def forward(self, x):
+        return self.out(torch.relu(self.bn(self.fc(x)))).reshape(2, -1)[:, :3]
+
+
+class Eig(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4, bias=False)
+        self.bn = nn.BatchNorm1d(4)
+        self.out = nn.Linear(2, 3)
+
+    def forward(self, x):
+        return self.out(torch.linalg.eigvals(self.bn(self.fc(x)).reshape(-1, 2, 2)).real)
+
+
 VALUE = 3
 """
 
@@ -85,6 +101,9 @@ def files(tmp_path: Path) -> dict[str, Path]:
     bad = rng.normal(size=(20, 4))
     bad[7, 2] = np.nan
     np.savez(tmp_path / "nan.npz", X=bad)
+    big = rng.normal(size=(20, 4))
+    big[3, 0] = 1e39
+    np.savez(tmp_path / "big.npz", X=big)
     np.savez(tmp_path / "labels.npz", X=np.zeros((20, 4)), y=np.full(20, 9))
     np.savez(
         tmp_path / "names.npz",
@@ -152,7 +171,7 @@ CASES: list[tuple[str, Callable[[dict[str, Path]], dict[str, str | None]], tuple
         ("fails on input", "[2, 5]"),
     ),
     ("image shape", lambda f: {"--input-shape": "3,8,8", "--data": None}, ("fails on input",)),
-    ("labels count", lambda f: {"--labels": "a,b"}, ("2 labels", "[N, 2]", "[2, 3]")),
+    ("labels count", lambda f: {"--labels": "a,b"}, ("2 labels", "logits [2, 2]", "[2, 3]")),
     ("labels twice", lambda f: {"--labels": "a,b,a"}, ("'a' is given twice",)),
     ("two outputs", lambda f: {"module": f"{f['net']}:pair", "--weights": None}, ("tuple",)),
     ("untraceable", lambda f: {"module": f"{f['net']}:Branchy"}, ("`if x.sum() > 0:`", "net.py:")),
@@ -161,6 +180,8 @@ CASES: list[tuple[str, Callable[[dict[str, Path]], dict[str, str | None]], tuple
     ("data no X", lambda f: {"--data": str(f["no_x_npz"])}, ("no array X", "features")),
     ("data shape", lambda f: {"--data": str(f["shape_npz"])}, ("[5]", "[4]")),
     ("data NaN", lambda f: {"--data": str(f["nan_npz"])}, ("sample 7", "NaN")),
+    ("data range", lambda f: {"--data": str(f["big_npz"])}, ("sample 3", "float32 range")),
+    ("batch of 1", lambda f: {"module": f"{f['net']}:PairsOnly"}, ("fails on input", "[1, 4]")),
     ("data labels", lambda f: {"--data": str(f["labels_npz"])}, ("label 9", "sample 0")),
     ("data names", lambda f: {"--data": str(f["names_npz"])}, ("'zebra'", "sample 2")),
     ("data zip", lambda f: {"--data": str(f["zip_npz"])}, ("cannot read .npz",)),
@@ -213,6 +234,25 @@ def test_bad_option_is_an_argparse_error(
     assert not (files["root"] / "out").exists()
 
 
+def test_a_module_the_onnx_exporter_cannot_convert(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = base(files, module=f"{files['net']}:Eig", **{"--weights": None})
+    assert main([*args, "--verify-samples", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "torch.onnx.export cannot export the model" in err and "aten.linalg_eig" in err
+    assert "\x1b" not in err
+    assert not (files["root"] / "out" / "model.onnx").exists()
+
+
+def test_the_cli_default_sample_count_is_the_api_default() -> None:
+    from training.commands.export_module import VERIFY_SAMPLES
+    from training.own_model import VERIFY_SAMPLES as API_DEFAULT
+
+    assert VERIFY_SAMPLES == API_DEFAULT
+
+
 def test_verify_module_options_need_module(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -221,6 +261,8 @@ def test_verify_module_options_need_module(
     assert main(["verify", str(model), "--weights", str(files["w"])]) == 2
     err = capsys.readouterr().err
     assert "--weights is for --module" in err
+    assert main(["verify", str(model), "--verify-samples", "9"]) == 2
+    assert "--verify-samples is for --module" in capsys.readouterr().err
     code = main(["verify", str(model), "--module", f"{files['net']}:build", "--checkpoint", "c.pt"])
     assert code == 2
     assert "--checkpoint is for checkpoints" in capsys.readouterr().err
