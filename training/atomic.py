@@ -1,12 +1,50 @@
-"""Atomic file writes: a crash never leaves a partial file where a good one was."""
+"""Atomic writes: a crash never leaves a partial file where a good one was.
+
+Temporary files are named ``.<target>.<pid>.<random>.tmp`` beside their target,
+so a later write can tell the leftovers of a killed process (``kill -9`` skips
+every ``finally``) from another live writer's, and removes them
+(``remove_stale_temporaries``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+_TEMP = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (ours to signal or not)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files in ``folder`` left by processes that no longer run."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and not pid_alive(int(match[1])):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 @contextlib.contextmanager
@@ -19,7 +57,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temporaries(target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -101,8 +102,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{path}: not a readable checkpoint ({first_line})") from exc
+        # torch's own text is about its internals (miniz, unpickler opcodes, even advice to
+        # load unsafely): say what is wrong with the file instead.
+        raise UsageError(f"{path}: not a readable checkpoint ({_unreadable(path)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UsageError(f"{path}: not a bnfold checkpoint")
     if payload.get("version") != VERSION:
@@ -111,7 +113,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if missing:
         raise UsageError(f"{path}: checkpoint lacks {', '.join(missing)}")
     try:
-        return Checkpoint(
+        ckpt = Checkpoint(
             model_config=ModelConfig.from_dict(payload["model_config"]),
             state_dict=dict(payload["state_dict"]),
             standardization=Standardization.from_dict(payload["standardization"]),
@@ -123,8 +125,49 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             data_spec=dict(payload["data_spec"]),
             versions={str(k): str(v) for k, v in payload["versions"].items()},
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"{path}: malformed checkpoint ({exc})") from exc
+        _check_weights(ckpt)
+    except UsageError as exc:
+        raise UsageError(f"{path}: malformed checkpoint: {exc}") from exc
+    except KeyError as exc:
+        raise UsageError(f"{path}: malformed checkpoint: an entry lacks {exc.args[0]!r}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(
+            f"{path}: malformed checkpoint: an entry has values of the wrong type"
+        ) from exc
+    return ckpt
+
+
+def _check_weights(ckpt: Checkpoint) -> None:
+    """``UsageError`` naming the tensors that do not fit the network the config describes."""
+    expected = build_model(ckpt.model_config).state_dict()
+    problems = [f"no {name}" for name in expected if name not in ckpt.state_dict]
+    problems += [f"an unknown {name}" for name in ckpt.state_dict if name not in expected]
+    for name, tensor in ckpt.state_dict.items():
+        if not isinstance(tensor, Tensor):
+            problems.append(f"{name} is not a tensor")
+        elif name in expected and tuple(tensor.shape) != tuple(expected[name].shape):
+            problems.append(
+                f"{name} of shape {list(tensor.shape)} where the config needs "
+                f"{list(expected[name].shape)}"
+            )
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise UsageError(
+            f"its weights do not fit its model config: {', '.join(problems[:3])}{more}"
+        )
+
+
+def _unreadable(path: Path) -> str:
+    """Why ``torch.load`` refused ``path``, in the user's terms."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    if not zipfile.is_zipfile(path):
+        return f"{size} bytes that are not a PyTorch checkpoint; truncated or another format?"
+    return (
+        "a PyTorch file that is damaged or holds more than plain tensors and values; "
+        "write it again with `python -m training train`"
+    )
 
 
 def _stats_mode(value: object) -> StatsMode:

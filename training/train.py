@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from training import distributed as tdist
 from training.config import ModelConfig, StatsMode, TrainConfig
+from training.console import EpochProgress
 from training.data import Splits, Standardization
 from training.distributed import DistEnv
 from training.errors import UsageError
@@ -133,10 +132,12 @@ def fit(
     model_config: ModelConfig,
     cfg: TrainConfig,
     env: DistEnv | None = None,
-    show_progress: bool | None = None,
-    log: Callable[[str], None] | None = None,
+    progress: EpochProgress | None = None,
 ) -> FitResult | None:
-    """Train, then measure EMA and exact statistics; ``None`` on ranks other than 0."""
+    """Train, then measure EMA and exact statistics; ``None`` on ranks other than 0.
+
+    ``progress`` (rank 0 only) is told about every step and epoch.
+    """
     env = env or DistEnv()
     device = tdist.process_device(resolve_device(cfg.device), env)
     check_batch_size(len(splits.train), cfg, env)
@@ -167,7 +168,6 @@ def fit(
     scheduler = make_scheduler(optimizer, cfg, steps)
     augment = cfg.augment_shift if splits.kind == "image" else 0
     generator = torch.Generator().manual_seed(cfg.seed)  # same order on every process
-    show = (sys.stderr.isatty() if show_progress is None else show_progress) and env.is_main
 
     history: list[dict[str, float]] = []
     best_key, best_epoch, best_state = (-math.inf, -math.inf), 0, None
@@ -177,8 +177,9 @@ def fit(
         perm = torch.randperm(len(y_train), generator=generator)
         offsets = torch.randint(0, 2 * augment + 1, (len(y_train), 2), generator=generator)
         totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
-        bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not show)
-        for step in bar:
+        if progress:
+            progress.start_epoch(epoch)
+        for step in range(steps):
             batch = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             idx = batch[env.rank :: env.world_size]  # this process's share of the global batch
             xb, yb = x_train[idx.to(device)], y_train[idx.to(device)]
@@ -187,6 +188,8 @@ def fit(
             loss, correct = _step(train_net, xb, yb, optimizer, cfg.label_smoothing)
             scheduler.step()
             totals = [totals[0] + loss * len(yb), totals[1] + correct, totals[2] + len(yb)]
+            if progress:
+                progress.step(loss, correct, len(yb), float(optimizer.param_groups[0]["lr"]))
         loss_sum, correct_sum, count = tdist.all_reduce_sum(totals, env)
         val_loss, val_acc = evaluate(model, x_val, y_val)
         row = {
@@ -199,12 +202,8 @@ def fit(
             "time_s": time.perf_counter() - start,
         }
         history.append(row)
-        if show:
-            tqdm.write(
-                f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.2%}  "
-                f"val_loss {val_loss:.4f}  val_acc {val_acc:.2%}",
-                file=sys.stderr,
-            )
+        if progress:
+            progress.end_epoch(row)
         key = (val_acc, -val_loss)
         if cfg.patience and key > best_key:
             best_key, best_epoch, best_state = key, epoch, copy.deepcopy(model.state_dict())
@@ -231,13 +230,6 @@ def fit(
     ema, exact = _measure_both_statistics(final, named, exact_inputs, cfg, metrics)
     if cfg.stats == "ema":
         load_bn_buffers(final, ema)
-    if log:
-        m = metrics
-        log(
-            f"test accuracy: ema {m['test_acc_ema']:.2%}  exact {m['test_acc_exact']:.2%}"
-            f"  (val: ema {m['val_acc_ema']:.2%}  exact {m['val_acc_exact']:.2%});"
-            f" training {train_time:.1f} s, {len(history)} epochs"
-        )
     return FitResult(
         model=final.cpu().eval(),
         standardization=standardization,

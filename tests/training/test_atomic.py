@@ -36,3 +36,13 @@ def test_permissions_follow_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "model.onnx").stat().st_mode) == 0o644
+
+
+def test_leftovers_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    dead = tmp_path / ".model.onnx.999999999.x1y2z3.tmp"  # no process has this pid
+    alive = tmp_path / f".card.json.{os.getpid()}.abc123.tmp"  # a live writer's
+    dead.write_text("a partial file from a kill -9")
+    alive.write_text("being written")
+    write_text_atomic(tmp_path / "model.onnx", "x")
+    assert not dead.exists()
+    assert alive.exists()

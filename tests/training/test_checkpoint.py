@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +120,61 @@ def test_a_text_file_is_a_usage_error(tmp_path: Path) -> None:
     path.write_text("root:x:0:0:root:/root:/bin/bash\n")
     with pytest.raises(UsageError, match="not a readable checkpoint"):
         load_checkpoint(path)
+
+
+def _with_truncated_pickle(source: Path, target: Path, keep: int) -> Path:
+    """A copy of a real checkpoint whose data.pkl is cut after ``keep`` bytes."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            zout.writestr(name, data[:keep] if name.endswith("data.pkl") else data)
+    return target
+
+
+INTERNALS = ("miniz", "weights_only", "Weights only", "unpack", "index out of range", "pop from")
+
+
+@pytest.mark.parametrize("keep", [1, 35, 86, 341])
+def test_a_damaged_checkpoint_is_explained_without_torch_internals(
+    tmp_path: Path, keep: int
+) -> None:
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, make_checkpoint())
+    bad = _with_truncated_pickle(good, tmp_path / "bad.pt", keep)
+    with pytest.raises(UsageError) as exc:
+        load_checkpoint(bad)
+    message = str(exc.value)
+    assert "bad.pt: not a readable checkpoint (a PyTorch file that is damaged" in message
+    assert not any(word in message for word in INTERNALS), message
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"", "the file is empty"), (b"PK\x03\x04 cut short", "not a PyTorch checkpoint")],
+)
+def test_unreadable_bytes_are_named(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=reason):
+        load_checkpoint(path)
+    half = tmp_path / "half.pt"
+    save_checkpoint(half, make_checkpoint())
+    half.write_bytes(half.read_bytes()[:300])
+    with pytest.raises(UsageError, match="truncated or another format") as exc:
+        load_checkpoint(half)
+    assert not any(word in str(exc.value) for word in INTERNALS)
+
+
+def test_weights_that_do_not_fit_the_config_are_named(tmp_path: Path) -> None:
+    ckpt = make_checkpoint()
+    weights = dict(ckpt.state_dict)
+    weights["layers.0.weight"] = torch.zeros(8, 3)
+    del weights["layers.1.bias"]
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, dataclasses.replace(ckpt, state_dict=weights))
+    with pytest.raises(UsageError) as exc:
+        load_checkpoint(path)
+    assert str(exc.value) == (
+        f"{path}: malformed checkpoint: its weights do not fit its model config: "
+        "no layers.1.bias, layers.0.weight of shape [8, 3] where the config needs [4, 3]"
+    )

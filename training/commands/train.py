@@ -6,49 +6,33 @@ The run folder (``--out``) receives, each written atomically:
 statistics, timings, configs) and ``plots/*.png``.
 
 Under ``torchrun --nproc_per_node=N -m training train ...`` every process
-trains its share of each batch and only rank 0 writes files.
+trains its share of each batch and only rank 0 prints and writes files.
+The options are declared in ``training.config`` (parser: ``train_options``).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from training import distributed as tdist
-from training.commands.train_options import (
-    DEFAULT_DROPOUT,
-    DEFAULT_LABEL_SMOOTHING,
-    DEFAULT_WIDTHS,
-    DESCRIPTION,
-    add_train_arguments,
-)
-from training.config import ModelConfig, ModelKind, TrainConfig
+from training.config import DataOptions, ModelConfig, ModelKind, RunOptions, TrainConfig
+from training.console import EpochProgress, say, seconds
 from training.data import Splits, load_splits, make_data_spec
 from training.distributed import DistEnv
 from training.errors import UsageError
+from training.folder_swap import check_target
+from training.option_parser import from_args
 from training.run_folder import write_run_folder
 from training.train import check_batch_size, fit, resolve_device
 
-__all__ = ["add_train_arguments", "configs_from_args", "register", "run_train"]
+__all__ = ["configs_from_args", "run", "run_train", "summary_line"]
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``train`` sub-command."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train a BatchNorm network and write its run folder",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_train_arguments(parser)
-    parser.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """The ``train`` command."""
     run_train(args)
     return 0
 
@@ -56,42 +40,22 @@ def _main(args: argparse.Namespace) -> int:
 def configs_from_args(args: argparse.Namespace, splits: Splits) -> tuple[ModelConfig, TrainConfig]:
     """The validated model and training configs that ``args`` ask for on ``splits``."""
     kind: ModelKind = "cnn" if splits.kind == "image" else "mlp"
-    if args.model != "auto":
-        kind = "cnn" if args.model == "cnn" else "mlp"
+    if args.kind != "auto":
+        kind = "cnn" if args.kind == "cnn" else "mlp"
     if kind == "cnn" and splits.kind != "image":
         raise UsageError("--model cnn needs image data (an .npz with 3-D or 4-D X)")
     if kind == "mlp" and splits.kind != "tabular":
         raise UsageError("--model mlp needs tabular data; use --model cnn for images")
-    model_config = ModelConfig(
+    model_config: ModelConfig = from_args(
+        ModelConfig,
+        args,
+        model_kind=kind,
         kind=kind,
         in_shape=splits.sample_shape,
         num_classes=len(splits.labels),
-        widths=tuple(args.widths or DEFAULT_WIDTHS[kind]),
-        dropout=DEFAULT_DROPOUT[kind] if args.dropout is None else args.dropout,
-        bn_momentum=args.bn_momentum,
-        bn_eps=args.bn_eps,
-        bn_position=args.bn_position,
     )
     model_config.validate()
-    train_config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        momentum=args.momentum,
-        schedule=args.schedule,
-        label_smoothing=(
-            DEFAULT_LABEL_SMOOTHING[kind] if args.label_smoothing is None else args.label_smoothing
-        ),
-        augment_shift=args.augment_shift,
-        patience=args.patience,
-        stats=args.stats,
-        exact_inputs=args.exact_inputs,
-        seed=args.seed,
-        device=args.device,
-        sync_bn=args.sync_bn,
-    )
+    train_config: TrainConfig = from_args(TrainConfig, args, model_kind=kind)
     train_config.validate()
     return model_config, train_config
 
@@ -102,33 +66,72 @@ def run_train(args: argparse.Namespace) -> Path:
     Every check of the user's input runs before training starts.
     """
     env = DistEnv.from_environ()
-    spec = make_data_spec(
-        args.dataset, args.label_column, args.val_fraction, args.test_fraction, args.split_seed
-    )
+    data: DataOptions = from_args(DataOptions, args)
+    data.validate()
+    run_options: RunOptions = from_args(RunOptions, args)
+    if args.sync_bn and not env.distributed:
+        raise UsageError(
+            "--sync-bn needs a multi-process launch (torchrun --nproc_per_node=N, N >= 2); "
+            "this is a single process"
+        )
+    spec = make_data_spec(**data.spec_arguments())
+    out = data.out or Path("artifacts") / str(spec["name"])
+    check_target(out)
     splits = load_splits(spec)
     model_config, train_config = configs_from_args(args, splits)
     check_batch_size(len(splits.train), train_config, env)
     device = resolve_device(train_config.device)
-    if train_config.sync_bn and not env.distributed and not args.quiet:
-        print("note: --sync-bn has no effect in a single process", file=sys.stderr)
-    out = Path(args.out) if args.out else Path("artifacts") / str(spec["name"])
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    log = None if args.quiet or not env.is_main else print
-    if args.threads < 0:
-        raise UsageError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads and device.type == "cpu":
-        torch.set_num_threads(args.threads)
+    if run_options.threads and device.type == "cpu":
+        torch.set_num_threads(run_options.threads)
     tdist.setup(env, device)
+    progress = None
+    if env.is_main:
+        say(describe_run(splits, model_config, train_config, env, device))
+        progress = EpochProgress(train_config.epochs, len(splits.train) // train_config.batch_size)
     finished = False
     try:
-        result = fit(splits, model_config, train_config, env, False if args.quiet else None, log)
+        result = fit(splits, model_config, train_config, env, progress)
         finished = True
     finally:
         tdist.teardown(env, finished)
     checkpoint = out / "checkpoint.pt"
     if result is not None:
         write_run_folder(out, result, splits, model_config, train_config, env)
-        if log:
-            log(f"wrote {out}/ (checkpoint.pt, metrics.jsonl, summary.json, plots/)")
+        say(summary_line(result.metrics))
+        say(f"wrote {out}/ (checkpoint.pt, metrics.jsonl, summary.json, plots/)")
     return checkpoint
+
+
+def describe_run(
+    splits: Splits, model: ModelConfig, cfg: TrainConfig, env: DistEnv, device: torch.device
+) -> str:
+    """What is about to train, on what, where; under torchrun the world size and SyncBatchNorm."""
+    widths = ",".join(str(w) for w in model.widths)
+    text = (
+        f"training {model.kind.upper()} {widths} on {splits.spec['name']}: "
+        f"{len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test samples, "
+        f"{len(splits.labels)} classes; {cfg.epochs} epochs of "
+        f"{len(splits.train) // cfg.batch_size} batches of {cfg.batch_size}, {cfg.optimizer} "
+        f"{cfg.schedule} lr {cfg.lr:g}, on {device.type}"
+    )
+    if env.distributed:
+        share = cfg.batch_size // env.world_size
+        bn = (
+            f"SyncBatchNorm on (BN statistics over each global batch of {cfg.batch_size})"
+            if cfg.sync_bn
+            else f"SyncBatchNorm off (each process normalizes over its own {share} samples; "
+            "--sync-bn for global-batch statistics)"
+        )
+        text += f"\ntorchrun: world size {env.world_size}, {share} samples per process; {bn}"
+    return text
+
+
+def summary_line(metrics: dict[str, float]) -> str:
+    """The accuracies under both statistics and the measured timings, as ``all`` states them."""
+    m = metrics
+    return (
+        f"test accuracy: ema {m['test_acc_ema']:.2%}  exact {m['test_acc_exact']:.2%}"
+        f"  (val: ema {m['val_acc_ema']:.2%}  exact {m['val_acc_exact']:.2%});"
+        f" training loop {seconds(m['train_time_s'])} ({int(m['epochs_run'])} epochs),"
+        f" exact statistics {seconds(m['exact_stats_time_s'])}"
+    )

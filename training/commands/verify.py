@@ -12,140 +12,81 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from torch import nn
 
 from bnfold import digest
 from bnfold.card import ModelCard
 from training.atomic import write_text_atomic
 from training.checkpoint import Checkpoint, load_checkpoint
-from training.commands.export_module import (
-    VERIFY_SAMPLES,
-    add_module_arguments,
-    load_user_module,
-    standardization,
-)
+from training.commands.export_module_options import ModuleOptions
+from training.commands.verify_options import VerifyModule, VerifyOptions, VerifyTarget
 from training.console import print_table
 from training.data import load_file_data, load_splits
 from training.errors import UsageError
+from training.option_parser import from_args
 from training.reference import reference_model
 from training.verify import VerifyReport, verify_model
 
-SPLITS = ("train", "val", "test")
 MODULE_HINT = (
     "a module model fails when verify is not given the export's --weights, --mean/--std and --data"
 )
 
 
-def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``verify`` and ``all``."""
-    parser.add_argument(
-        "--split",
-        choices=SPLITS,
-        default="test",
-        help="which split of the checkpoint's dataset to check on (default: %(default)s)",
-    )
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``verify`` sub-command."""
-    parser = subparsers.add_parser(
-        "verify",
-        help="check an exported model against the unfolded PyTorch model",
-        description="Run the ONNX model with ONNX Runtime on a whole split, one sample at a time, "
-        "against the UNFOLDED PyTorch model in eval mode (identical argmax, max |Δp| <= 1e-5), "
-        "and check batch independence (each sample alone == inside batches of 2..64 random "
-        "others, within 1e-6). Prints a table and writes verify.json beside the model. "
-        "Exits 1 if a check fails.",
-    )
-    parser.add_argument("model", help="model.onnx written by `python -m training export`")
-    parser.add_argument(
-        "--checkpoint",
-        help="the checkpoint the model was exported from (default: checkpoint.pt beside the model)",
-    )
-    parser.add_argument(
-        "--data",
-        help="check on this CSV or .npz file instead of a split of the checkpoint's dataset",
-    )
-    parser.add_argument(
-        "--label-column", help="with a CSV --data: the label column (default: the checkpoint's)"
-    )
-    add_verify_arguments(parser)
-    parser.add_argument(
-        "--module",
-        metavar="FILE.py:FACTORY",
-        help="verify a model written by export-module against this module instead of a "
-        "checkpoint (give the same --weights, --mean/--std and --data as the export; "
-        "without --data: the same random inputs)",
-    )
-    add_module_arguments(parser)
-    parser.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
     """Verify, print, save ``verify.json``; exit 1 when a check fails."""
-    model = Path(args.model)
+    target: VerifyTarget = from_args(VerifyTarget, args)
+    split = from_args(VerifyOptions, args).split
+    spec = from_args(VerifyModule, args).module
+    options: ModuleOptions = from_args(ModuleOptions, args)
+    model = target.model
     if not model.is_file():
         raise UsageError(f"model file {model} does not exist")
-    notes: list[str] = []
-    if args.module is not None:
-        oracle, x, y = module_evaluation(model, args)
-        notes = module_notes(model, args)
+    if spec is not None:
+        report = verify_module_model(model, spec, target, options)
     else:
-        given = [f for f in ("weights", "mean", "std", "verify_samples") if getattr(args, f)]
+        given = [f for f in ("weights", "mean", "std", "verify_samples") if getattr(options, f)]
         if given:
-            flag = given[0].replace("_", "-")
-            raise UsageError(f"--{flag} is for --module (a model written by export-module)")
-        checkpoint = Path(args.checkpoint) if args.checkpoint else model.parent / "checkpoint.pt"
-        ckpt = load_checkpoint(checkpoint)
-        x, y = evaluation_data(ckpt, args.data, args.label_column, args.split)
-        oracle = reference_model(ckpt)
-    report = verify_model(model, oracle, x, y)
-    if notes:
-        report = replace(report, notes=[*report.notes, *notes])
-        if not report.passed:
-            report = replace(report, notes=[*report.notes, MODULE_HINT])
+            flag = "--" + given[0].replace("_", "-")
+            raise UsageError(f"{flag} is for --module (a model written by export-module)")
+        ckpt = load_checkpoint(target.checkpoint or model.parent / "checkpoint.pt")
+        x, y = evaluation_data(ckpt, target.data, target.label_column, split)
+        report = verify_model(model, reference_model(ckpt), x, y)
     show_report(report)
     write_text_atomic(model.parent / "verify.json", json.dumps(report.to_dict(), indent=2) + "\n")
     return 0 if report.passed else 1
 
 
-def module_evaluation(
-    model: Path, args: argparse.Namespace
-) -> tuple[nn.Module, np.ndarray, np.ndarray | None]:
-    """The user's module as the oracle, and the samples ``export-module`` checked on."""
-    from training.module_data import first, read_samples, synthetic_inputs
+def verify_module_model(
+    model: Path, spec: str, target: VerifyTarget, options: ModuleOptions
+) -> VerifyReport:
+    """Verify ``model`` against the user's module, on the samples ``export-module`` used."""
+    from training.commands.export_module import load_user_module, module_samples
+    from training.module_data import first
     from training.own_model import module_oracle
 
-    if args.checkpoint is not None or args.label_column is not None:
-        flag = "--checkpoint" if args.checkpoint is not None else "--label-column"
+    if target.checkpoint is not None or target.label_column is not None:
+        flag = "--checkpoint" if target.checkpoint is not None else "--label-column"
         raise UsageError(f"{flag} is for checkpoints; --module verifies against the module")
-    stats = standardization(args)
     card = read_model_card(model)
-    shape = card.input.sample_shape
     image = card.input.image
     scale = image.files.scale if image is not None and image.files is not None else None
-    if args.data is not None:
-        samples = read_samples(args.data, shape, card.labels)
-    else:
-        samples = synthetic_inputs(shape, scale, stats)
-    module, _ = load_user_module(args.module, args.weights)
-    samples = first(samples, args.verify_samples or VERIFY_SAMPLES)
-    return module_oracle(module, stats, card.input), samples.x, samples.y
-
-
-def module_notes(model: Path, args: argparse.Namespace) -> list[str]:
-    """What the module oracle was, and what the export recorded about its input."""
-    stats = "none" if args.mean is None else f"mean {args.mean}, std {args.std}"
-    data = args.data or "random inputs (no --data)"
-    card = read_model_card(model)
-    return [
-        f"oracle: {args.module} (weights: {args.weights or 'the factory'}), "
-        f"standardization: {stats}, data: {data}",
+    data = None if target.data is None else Path(target.data)
+    samples = module_samples(data, card.input.sample_shape, card.labels, scale, options)
+    module, weights = load_user_module(spec, options.weights)
+    samples = first(samples, options.samples)
+    oracle = module_oracle(module, options.standardization, card.input)
+    report = verify_model(model, oracle, samples.x, samples.y)
+    stats = options.standardization
+    shown = "none" if stats is None else f"mean {list(stats[0])}, std {list(stats[1])}"
+    notes = [
+        f"oracle: {spec}, weights {weights}, standardization {shown}, "
+        f"{len(samples)} samples of {samples.name}",
         f"the export's input: {card.input.description}",
     ]
+    if not report.passed:
+        notes.append(MODULE_HINT)
+    return replace(report, notes=[*report.notes, *notes])
 
 
 def read_model_card(model: Path) -> ModelCard:

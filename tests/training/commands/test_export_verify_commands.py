@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from training_checkpoints import make_checkpoint
 
 from training.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +102,37 @@ def test_all_trains_exports_and_verifies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "bc"
-    code = main(
-        ["all", "--dataset", "breast_cancer", "--out", str(out), "--epochs", "5", "--quiet"]
-    )
+    code = main(["all", "--dataset", "breast_cancer", "--out", str(out), "--epochs", "3"])
     assert code == 0
     for name in ("checkpoint.pt", "model.onnx", "card.json", "verify.json", "summary.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "verify.json").read_text())["passed"] is True
-    assert "verified" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "verified" in text
+    # stdout is not a terminal here: one line per epoch, with loss, accuracy, lr and time.
+    epochs = [line for line in text.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/3", "2/3", "3/3"]
+    assert all(" lr " in line and " s (total " in line and "val acc" in line for line in epochs)
+    # The summary line and the table state the same measured training time.
+    line = re.search(r"training loop (\d+\.\d s) \(3 epochs\)", text)
+    row = re.search(r"time: training loop \(3 epochs\)\s*│\s*(\d+\.\d s)", text)
+    assert line and row, text
+    assert line.group(1) == row.group(1)
+    metrics = json.loads((out / "summary.json").read_text())["metrics"]
+    assert line.group(1) == f"{metrics['train_time_s']:.1f} s"
+
+
+@pytest.mark.slow
+def test_quiet_is_quiet(tmp_path: Path) -> None:
+    argv = ["all", "--dataset", "breast_cancer", "--epochs", "2", "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-m", "training", *argv, "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +20,26 @@ import torch
 from training import cli
 from training.checkpoint import load_checkpoint
 from training.commands import train as train_command
+from training.commands.train_options import add_train_arguments
 from training.data import Standardization, load_splits, make_data_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_every_option_is_explained() -> None:
+def test_every_option_is_explained_in_its_group() -> None:
     parser = argparse.ArgumentParser()
-    train_command.add_train_arguments(parser)
+    add_train_arguments(parser)
     options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
     assert len(options) >= 25
     for action in options:
         assert action.help and len(action.help) > 10, action.option_strings
+    groups = {g.title: [a.dest for a in g._group_actions] for g in parser._action_groups}
+    assert groups["data"] == [
+        "dataset", "label_column", "val_fraction", "test_fraction", "split_seed", "out"
+    ]  # fmt: skip
+    assert {"kind", "widths", "dropout"} <= set(groups["model"])
+    assert {"epochs", "lr", "label_smoothing"} <= set(groups["optimization"])
+    assert {"stats", "seed", "sync_bn", "threads", "quiet"} <= set(groups["run"])
 
 
 @pytest.mark.parametrize(
@@ -38,7 +50,7 @@ def test_defaults_depend_on_the_model_kind(
     dataset: str, kind: str, widths: tuple[int, ...], dropout: float, smoothing: float
 ) -> None:
     parser = argparse.ArgumentParser()
-    train_command.add_train_arguments(parser)
+    add_train_arguments(parser)
     args = parser.parse_args(["--dataset", dataset])
     model_config, train_config = train_command.configs_from_args(
         args, load_splits(make_data_spec(dataset))
@@ -54,6 +66,8 @@ def test_defaults_depend_on_the_model_kind(
 
 def test_train_writes_the_run_folder(tmp_path: Path) -> None:
     out = tmp_path / "run"
+    (out / "plots").mkdir(parents=True)
+    (out / "plots" / "bn_0_layers_1.png").write_bytes(b"left by an older version")
     argv = ["train", "--dataset", "breast_cancer", "--epochs", "3", "--out", str(out), "--quiet"]
     assert cli.main(argv) == 0
     assert {p.name for p in out.iterdir()} == {
@@ -67,8 +81,17 @@ def test_train_writes_the_run_folder(tmp_path: Path) -> None:
         assert set(summary["accuracy"][split]) == {"ema", "exact"}
     assert summary["stats_mode"] == "exact"
     plots = sorted(p.name for p in (out / "plots").iterdir())
-    assert plots == ["bn_0_layers_1.png", "curves.png"]
+    assert plots == ["bn_stats.png", "curves.png", "lr.png"]
     assert all((out / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+    assert (
+        sorted(summary["plot_captions"])
+        == sorted(summary["plots"])
+        == [f"plots/{p}" for p in plots]
+    )
+    # Tabular data: the image-only options are not in the summary (they are in the checkpoint).
+    assert "augment_shift" not in summary["train_config"]
+    assert "exact_inputs" not in summary["train_config"]
+    assert summary["train_config"]["epochs"] == 3
 
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt.labels == ["malignant", "benign"]
@@ -93,11 +116,17 @@ def test_train_writes_the_run_folder(tmp_path: Path) -> None:
         (["--dataset", "{tmp}/data.csv", "--label-column", "nope"], "no label column 'nope'"),
         (["--dataset", "{tmp}/data.csv", "--label-column", "name"], "label column 'name'"),
         (["--dataset", "{tmp}/data.csv", "--label-column", "y"], "column 'name' is not numeric"),
-        (["--batch-size", "1"], "at least 2"),
+        (["--batch-size", "1"], "--batch-size must be >= 2 (BatchNorm needs 2+ samples"),
         (["--batch-size", "5000"], "fewer than --batch-size 5000"),
-        (["--epochs", "0"], "--epochs"),
-        (["--bn-momentum", "1.5"], "--bn-momentum"),
-        (["--dropout", "1"], "--dropout"),
+        (["--epochs", "0"], "--epochs must be >= 1, got 0"),
+        (["--bn-momentum", "1.5"], "--bn-momentum must be in (0, 1], got 1.5"),
+        (["--dropout", "1"], "--dropout must be in [0, 1), got 1"),
+        (["--lr", "nan"], "--lr must be a finite number, got nan"),
+        (["--widths", "32,0"], "every value of --widths must be >= 1, got 32,0"),
+        (["--threads", "-1"], "--threads must be >= 0, got -1"),
+        (["--val-fraction", "0.5", "--test-fraction", "0.5"], "must be < 1"),
+        (["--sync-bn"], "--sync-bn needs a multi-process launch"),
+        (["--out", "/proc/bnfold-run"], "--out /proc/bnfold-run: cannot write in /proc"),
         (["--widths", "8,8,8,8"], "too small"),
         (["--dataset", "wine", "--model", "cnn"], "needs image data"),
     ],
@@ -159,9 +188,16 @@ def test_torchrun_two_processes_with_sync_bn_match_one_process(tmp_path: Path) -
     common = ["train", "--dataset", "breast_cancer", "--epochs", "8", "--dropout", "0", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    command = [*torchrun, "-m", "training", *common, "--sync-bn", "--out", str(tmp_path / "ddp")]
+    ddp_args = ["--sync-bn", "--out", str(tmp_path / "ddp")]
+    command = [*torchrun, "-m", "training", *common[:-1], *ddp_args]  # not quiet
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    # Rank 0 says how it runs, once; the other process prints nothing.
+    assert (
+        done.stdout.count("torchrun: world size 2, 32 samples per process; SyncBatchNorm on") == 1
+    )
+    assert done.stdout.count("training MLP") == 1
+    assert done.stdout.count("epoch 8/8") == 1
     assert cli.main([*common, "--out", str(tmp_path / "single")]) == 0
     ddp = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
     single = load_checkpoint(tmp_path / "single" / "checkpoint.pt")
@@ -171,3 +207,34 @@ def test_torchrun_two_processes_with_sync_bn_match_one_process(tmp_path: Path) -
     # Same global batches and synchronized BN statistics: the same model up to rounding.
     for name, value in single.state_dict.items():
         torch.testing.assert_close(ddp.state_dict[name], value, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    argv = ["train", "--dataset", "wine", "--epochs", "2", "--out", str(tmp_path / "run")]
+    with subprocess.Popen(
+        [sys.executable, "-m", "training", *argv],
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ) as proc:
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert proc.wait(timeout=120) == 0
+    os.close(primary)
+    text = b"".join(chunks).decode()
+    steps = len(load_splits(make_data_spec("wine")).train) // 64
+    assert "epoch 1/2:   0%|" in text and f"0/{steps}" in text  # the live bar, drawn with \r
+    assert "\r" in text
+    assert "epoch 2/2  loss" in text  # and the epoch's line once the bar is cleared
