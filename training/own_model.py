@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,22 +35,31 @@ from training.errors import UsageError, first_line
 from training.export import (
     DEFAULT_OPSET,
     FOLD_SAMPLES,
+    VERIFY_FILE,
     CardFields,
     ExportResult,
     export_network,
     golden_inputs,
     safe_name,
 )
+from training.folder_swap import check_target
 from training.input_affine import StandardizationPlacement, standardize_input
 from training.module_data import SampleSet, as_samples, first
+from training.module_inputs import (
+    Kind,
+    Resize,
+    as_batch,
+    checked_feature_names,
+    checked_labels,
+    checked_standardization,
+    image_files,
+    input_kind,
+)
 from training.module_trace import trace_module
 from training.onnx_graph import INPUT_NAME
 from training.reference import Standardize, reference_outputs
 from training.verify import VerifyReport, verify_model
 
-Kind = Literal["image", "tabular"]
-Resize = Literal["bilinear", "nearest", "bicubic", "lanczos"]
-VERIFY_FILE = "verify.json"
 # Batch independence costs 63 runs per sample: the first this many samples are used.
 VERIFY_SAMPLES = 256
 DEFAULT_PIXEL_SCALE = 1 / 255  # torchvision's ToTensor(): pixel 0..255 -> 0..1
@@ -117,25 +126,24 @@ def export_model(
     Bad input raises ``training.errors.UsageError`` (one line) before anything is
     written. Check ``result.passed``: verification failing does not raise.
     """
-    examples = _array(example_inputs, "example_inputs")
+    examples = as_batch(example_inputs, "example_inputs")
     sample_shape = tuple(int(d) for d in examples.shape[1:])
-    kind = _kind(kind, sample_shape)
-    labels = _labels(labels)
-    samples = as_samples(examples, sample_shape, labels, "examples")
-    if data is not None:
+    kind = input_kind(kind, sample_shape)
+    labels = checked_labels(labels)
+    if data is None:
+        samples = as_samples(examples, sample_shape, labels, "examples")
+    else:
         samples = as_samples(data, sample_shape, labels)
     total = len(samples)
     samples = first(samples, verify_samples)
-    mean, std = _standardization(standardization, sample_shape, kind)
-    names = _feature_names(feature_names or samples.feature_names, sample_shape, kind)
-    files = _image_files(pixel_scale, resize, sample_shape, kind)
+    mean, std = checked_standardization(standardization, sample_shape, kind)
+    names = checked_feature_names(feature_names or samples.feature_names, sample_shape, kind)
+    files = image_files(pixel_scale, resize, sample_shape, kind)
+    check_target(out_dir)
 
     original = copy.deepcopy(model).to("cpu", torch.float32).eval()
     trace_module(original)  # names the failing statement before any work
-    oracle: nn.Module = original
-    if mean is not None and std is not None:
-        oracle = nn.Sequential(Standardize(torch.from_numpy(mean), torch.from_numpy(std)), original)
-    oracle = oracle.float().eval()
+    oracle = _oracle(original, mean, std)
     logits = _check_output(oracle, samples.x, labels)
 
     fold_example = torch.from_numpy(samples.x[:FOLD_SAMPLES])
@@ -158,9 +166,7 @@ def export_model(
         input=_input_spec(kind, sample_shape, names, files, description, placement),
         labels=labels,
         stats_mode="unknown",
-        metrics={}
-        if samples.y is None
-        else {"data_acc": float(np.mean(logits.argmax(1) == samples.y))},
+        metrics=_accuracy(logits, samples.y),
         data=_provenance(samples, len(labels)),
     )
     result = export_network(
@@ -185,103 +191,20 @@ def module_oracle(
 ) -> nn.Module:
     """The unfolded reference ``verify`` compares an ``export_model`` file with."""
     shape = card_input.sample_shape
-    mean, std = _standardization(standardization, shape, card_input.kind)
-    oracle = copy.deepcopy(model).to("cpu", torch.float32).eval()
+    mean, std = checked_standardization(standardization, shape, card_input.kind)
+    return _oracle(copy.deepcopy(model).to("cpu", torch.float32), mean, std)
+
+
+def _oracle(model: nn.Module, mean: np.ndarray | None, std: np.ndarray | None) -> nn.Module:
+    """Standardize (if any) + the UNFOLDED module, eval mode: raw input in, logits out."""
     if mean is None or std is None:
-        return oracle
-    return nn.Sequential(Standardize(torch.from_numpy(mean), torch.from_numpy(std)), oracle).eval()
+        return model.eval()
+    return nn.Sequential(Standardize(torch.from_numpy(mean), torch.from_numpy(std)), model).eval()
 
 
-def _array(value: Any, what: str) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    array = np.asarray(value)
-    if array.ndim not in (2, 4):
-        raise UsageError(
-            f"{what} must be a batch (N, F) or (N, C, H, W), got shape {list(array.shape)}"
-        )
-    return array
-
-
-def _kind(kind: Kind | None, sample_shape: tuple[int, ...]) -> Kind:
-    inferred: Kind = "tabular" if len(sample_shape) == 1 else "image"
-    if kind is not None and kind != inferred:
-        raise UsageError(
-            f"kind {kind!r} needs samples of shape {'(F,)' if kind == 'tabular' else '(C, H, W)'}, "
-            f"got {list(sample_shape)}"
-        )
-    return inferred
-
-
-def _labels(labels: Sequence[str]) -> list[str]:
-    if isinstance(labels, str):
-        raise UsageError("labels must be a list of class names, not one string")
-    out = [str(label) for label in labels]
-    if len(out) < 2:
-        raise UsageError(f"a classifier needs at least 2 labels, got {len(out)}")
-    if any(not label.strip() for label in out):
-        raise UsageError("labels must not be empty")
-    seen: set[str] = set()
-    for label in out:
-        if label in seen:
-            raise UsageError(f"label {label!r} is given twice")
-        seen.add(label)
-    return out
-
-
-def _standardization(
-    value: tuple[Any, Any] | None, sample_shape: tuple[int, ...], kind: str
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    if value is None:
-        return None, None
-    try:
-        mean_in, std_in = value
-    except (TypeError, ValueError):
-        raise UsageError("standardization must be a pair (mean, std)") from None
-    mean = np.atleast_1d(np.asarray(mean_in, dtype=np.float64)).ravel()
-    std = np.atleast_1d(np.asarray(std_in, dtype=np.float64)).ravel()
-    channels = sample_shape[0]
-    what = "channel" if kind == "image" else "feature"
-    for label, values in (("mean", mean), ("std", std)):
-        if len(values) not in (1, channels):
-            raise UsageError(
-                f"{label} has {len(values)} values; the input has {channels} {what}s "
-                "(give one per {what}, or one for all)".replace("{what}", what)
-            )
-        if not np.isfinite(values).all():
-            raise UsageError(f"{label} values must be finite")
-    if (std <= 0).any():
-        raise UsageError("std values must be positive")
-    return (
-        np.broadcast_to(mean, (channels,)).astype(np.float32),
-        np.broadcast_to(std, (channels,)).astype(np.float32),
-    )
-
-
-def _feature_names(
-    names: Sequence[str] | None, sample_shape: tuple[int, ...], kind: Kind
-) -> list[str] | None:
-    if kind != "tabular":
-        if names:
-            raise UsageError("feature names are for tabular models (samples of shape (F,))")
-        return None
-    count = sample_shape[0]
-    out = [str(n) for n in names] if names else [f"x{i}" for i in range(count)]
-    if len(out) != count:
-        raise UsageError(f"{len(out)} feature names for {count} features")
-    if len(set(out)) != len(out):
-        raise UsageError("feature names must be unique")
-    return out
-
-
-def _image_files(
-    scale: float | None, resize: Resize | None, sample_shape: tuple[int, ...], kind: Kind
-) -> ImageFiles | None:
-    if kind != "image" or scale is None or sample_shape[0] not in (1, 3):
-        return None  # image files decode to 1 (L) or 3 (RGB) channels only
-    if not (np.isfinite(scale) and scale > 0):
-        raise UsageError(f"pixel scale must be positive, got {scale}")
-    return ImageFiles(mode="L" if sample_shape[0] == 1 else "RGB", resize=resize, scale=scale)
+def _accuracy(logits: np.ndarray, y: np.ndarray | None) -> dict[str, float]:
+    """The card's metrics: the unfolded module's accuracy on the labelled data."""
+    return {} if y is None else {"data_acc": float(np.mean(logits.argmax(axis=1) == y))}
 
 
 def _check_output(oracle: nn.Module, x: np.ndarray, labels: list[str]) -> np.ndarray:
