@@ -23,7 +23,7 @@ def parse_labels_option(text: str | None) -> list[str] | None:
     if text is None:
         return None
     path = Path(text)
-    if "," not in text and path.suffix and (path.is_file() or path.suffix == ".txt"):
+    if "," not in text and (path.is_file() or path.suffix.lower() == ".txt"):
         try:
             lines = path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
