@@ -57,6 +57,9 @@ class Checkpoint:
     train_config: dict[str, Any]
     data_spec: dict[str, Any]
     versions: dict[str, str]
+    # Set by ``python -m training recalibrate`` (``training.recalibrate``): AdaBN
+    # provenance and where the target data is, so ``export`` can redo that export.
+    recalibration: dict[str, Any] | None = None
 
     def build(self) -> BNNet:
         """The network with these weights, in eval mode (takes standardized input)."""
@@ -92,6 +95,8 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
         "data_spec": dict(ckpt.data_spec),
         "versions": {str(k): str(v) for k, v in ckpt.versions.items()},
     }
+    if ckpt.recalibration is not None:
+        payload["recalibration"] = dict(ckpt.recalibration)
     write_with_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -125,6 +130,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             train_config=dict(payload["train_config"]),
             data_spec=dict(payload["data_spec"]),
             versions={str(k): str(v) for k, v in payload["versions"].items()},
+            recalibration=_recalibration(payload.get("recalibration")),
         )
         _check_weights(ckpt)
         check_input_encoding(ckpt.input)
@@ -190,6 +196,14 @@ def _unreadable(path: Path) -> str:
         "a PyTorch file that is damaged or holds more than plain tensors and values; "
         "write it again with `python -m training train`"
     )
+
+
+def _recalibration(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError("recalibration must be a dict")
+    return dict(value)
 
 
 def _stats_mode(value: object) -> StatsMode:

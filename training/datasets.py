@@ -67,6 +67,7 @@ class RawData:
     images: np.ndarray | None = None
     files: ImageFiles | None = None
     sha256: str | None = None
+    labelled: bool = True  # False: the source has no labels (``y`` holds None)
 
 
 def file_sha256(path: Path) -> str:
@@ -107,11 +108,21 @@ def read_builtin(name: str, columns: Columns | None = None) -> RawData:
     )
 
 
-def read_csv(path: Path, label_column: str | None, columns: Columns | None = None) -> RawData:
-    """A CSV file with a header row (see the module docstring)."""
+def read_csv(
+    path: Path,
+    label_column: str | None,
+    columns: Columns | None = None,
+    *,
+    unlabelled: bool = False,
+) -> RawData:
+    """A CSV file with a header row (see the module docstring).
+
+    ``unlabelled``: the file may lack ``label_column`` (or ``label_column`` is None):
+    every column is then a feature candidate and the data has no labels.
+    """
     columns = columns or Columns()
     source = str(path)
-    if not label_column:
+    if not label_column and not unlabelled:
         raise UsageError(f"{path}: a CSV dataset needs --label-column NAME")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -129,7 +140,9 @@ def read_csv(path: Path, label_column: str | None, columns: Columns | None = Non
         raise UsageError(f"{path}: needs a header row and at least one data row")
     header = [h.strip() for h in header]
     _check_header(header, source)
-    if label_column not in header:
+    if unlabelled and label_column not in header:
+        label_column = None
+    elif label_column not in header:
         raise UsageError(
             f"{path}: no label column {label_column!r}; columns are {', '.join(header)}"
         )
@@ -153,6 +166,15 @@ def read_csv(path: Path, label_column: str | None, columns: Columns | None = Non
 
     values = [typed_column(where, n, cells(n), n in columns.categorical) for n in features]
     table = Table(source, "line", line_numbers, features, values)
+    if label_column is None:
+        return RawData(
+            y=np.full(len(rows), None, dtype=object),
+            label_names=None,
+            description=path.name,
+            where=where,
+            table=table,
+            labelled=False,
+        )
     return RawData(
         y=_label_values(cells(label_column)),
         label_names=None,
@@ -197,21 +219,24 @@ def matrix_table(source: str, x: np.ndarray, names: list[str], columns: Columns)
     return Table(source, "sample", rows, chosen, values)
 
 
-def read_npz(path: Path, columns: Columns | None = None) -> RawData:
-    """An ``.npz`` file (see the module docstring for its arrays)."""
+def read_npz(path: Path, columns: Columns | None = None, *, unlabelled: bool = False) -> RawData:
+    """An ``.npz`` file (see the module docstring for its arrays); ``unlabelled``: ``y``
+    may be absent (the data then has no labels)."""
     source = str(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise UsageError(f"{path}: cannot read .npz: {exc}") from exc
-    missing = [key for key in ("X", "y") if key not in arrays]
+    labelled = "y" in arrays or not unlabelled
+    missing = [key for key in ("X", "y") if key not in arrays and (key == "X" or labelled)]
     if missing:
         raise UsageError(f"{path}: missing array(s) {', '.join(missing)} (found {sorted(arrays)})")
-    x, y = arrays["X"], arrays["y"]
+    x = arrays["X"]
+    y = arrays["y"] if labelled else np.full(len(x), None, dtype=object)
     if x.dtype.kind not in "biuf":
         raise UsageError(f"{path}: X must be numeric, got dtype {x.dtype}")
-    if y.dtype.kind not in "biufU" or y.ndim != 1:
+    if labelled and (y.dtype.kind not in "biufU" or y.ndim != 1):
         raise UsageError(
             f"{path}: y must be a 1-D array of class ids or names, got {y.dtype} {list(y.shape)}"
         )
@@ -238,7 +263,12 @@ def read_npz(path: Path, columns: Columns | None = None) -> RawData:
             source, x.astype(np.float64), [str(f) for f in feature_names], columns or Columns()
         )
         return RawData(
-            y=labels, label_names=label_names, description=path.name, where=where, table=table
+            y=labels,
+            label_names=label_names,
+            description=path.name,
+            where=where,
+            table=table,
+            labelled=labelled,
         )
     if columns and (columns.features or columns.categorical):
         raise UsageError(f"{path}: --features and --categorical apply to tabular data only")
@@ -254,6 +284,7 @@ def read_npz(path: Path, columns: Columns | None = None) -> RawData:
         description=f"image {list(images.shape[1:])} from {path.name}",
         where=where,
         images=images,
+        labelled=labelled,
     )
 
 
@@ -262,13 +293,17 @@ def read_images(
     channels: int | None,
     image_size: tuple[int, int] | None,
     model: tuple[ImageFiles, int, int] | None = None,
+    *,
+    unlabelled: bool = False,
 ) -> RawData:
-    """An image folder ``root/<class>/*.png|jpg|jpeg`` (``training.images``)."""
+    """An image folder ``root/<class>/*.png|jpg|jpeg`` (``training.images``); ``unlabelled``:
+    or the images directly in ``root`` (no labels)."""
     from training.images import read_image_folder  # Pillow only when a folder is read
 
-    folder = read_image_folder(root, channels, image_size, model=model)
+    folder = read_image_folder(root, channels, image_size, model=model, unlabelled=unlabelled)
     files = folder.files
     return RawData(
+        labelled=folder.labelled,
         y=folder.y,
         label_names=None,
         description=folder.description,

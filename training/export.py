@@ -175,13 +175,19 @@ def export_checkpoint(
     allow_unfolded: bool = False,
     opset: int = DEFAULT_OPSET,
 ) -> ExportResult:
-    """Fold and export a training checkpoint to ``out_dir/model.onnx``."""
+    """Fold and export a training checkpoint to ``out_dir/model.onnx``.
+
+    A checkpoint written by ``recalibrate`` is exported as ``recalibrate`` did, on its
+    target data (``training.recalibrate.export_recalibrated``).
+    """
     check_target(out_dir)
     ckpt = load_checkpoint(checkpoint)
+    if ckpt.recalibration is not None:
+        from training.recalibrate import export_recalibrated  # it builds on this module
+
+        return export_recalibrated(ckpt, out_dir, name=name, opset=opset)
     splits = load_splits(ckpt.data_spec)
-    built = ckpt.build()
-    mean, std = standardization_tensors(ckpt)
-    net = raw_input_model(built, built.input_layer(), mean, std)
+    net = checkpoint_network(ckpt)
     example = torch.as_tensor(splits.train.X[:FOLD_SAMPLES], dtype=torch.float32)
     fields = CardFields(
         name=name or default_name(ckpt),
@@ -202,6 +208,14 @@ def export_checkpoint(
         allow_unfolded=allow_unfolded,
         opset=opset,
     )
+
+
+def checkpoint_network(ckpt: Checkpoint) -> nn.Module:
+    """The checkpoint's network taking RAW input: its standardization's ``1/std`` folded
+    into the first layer, the mean subtracted in front (``training.input_fold``)."""
+    built = ckpt.build()
+    mean, std = standardization_tensors(ckpt)
+    return raw_input_model(built, built.input_layer(), mean, std)
 
 
 def root_cause(exc: BaseException) -> str:

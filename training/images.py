@@ -40,12 +40,25 @@ class ImageFolder:
     decoding: ImageFiles
     sha256: str
     description: str
+    labelled: bool = True  # False: images directly in the folder, ``y`` holds None
 
 
-def list_images(root: Path) -> tuple[list[Path], list[str]]:
-    """Image files and their class (folder) names, sorted; hidden entries are skipped."""
+def list_images(root: Path, *, unlabelled: bool = False) -> tuple[list[Path], list[str] | None]:
+    """Image files and their class (folder) names, sorted; hidden entries are skipped.
+
+    ``unlabelled``: a folder that holds image files directly (and no sub-folder) is a
+    set of unlabelled images: the names are then None.
+    """
     if not root.is_dir():
         raise UsageError(f"image folder not found: {root}")
+    if unlabelled:
+        entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+        flat = [p for p in entries if not p.is_dir()]
+        if flat and not any(p.is_dir() for p in entries):
+            for path in flat:
+                if path.suffix.lower() not in SUFFIXES:
+                    raise UsageError(f"{path}: not a .png, .jpg or .jpeg file")
+            return flat, None
     files: list[Path] = []
     names: list[str] = []
     for folder in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
@@ -76,12 +89,14 @@ def read_image_folder(
     image_size: tuple[int, int] | None = None,
     *,
     model: tuple[ImageFiles, int, int] | None = None,
+    unlabelled: bool = False,
 ) -> ImageFolder:
     """Decode every image under ``root`` (see the module docstring for the defaults).
 
-    ``model``: decode as a trained model does, ``(files, height, width)`` from its card.
+    ``model``: decode as a trained model does, ``(files, height, width)`` from its card;
+    ``unlabelled``: the images may sit directly in ``root`` (``list_images``).
     """
-    files, names = list_images(root)
+    files, names = list_images(root, unlabelled=unlabelled)
     digest = hashlib.sha256()
     headers = []
     for path in files:
@@ -104,7 +119,8 @@ def read_image_folder(
             raise UsageError(f"{path}: {exc.message}") from None
     return ImageFolder(
         x=x,
-        y=np.array(names, dtype=object),
+        y=np.array(names if names is not None else [None] * len(files), dtype=object),
+        labelled=names is not None,
         files=files,
         decoding=decoding,
         sha256=digest.hexdigest(),

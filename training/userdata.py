@@ -1,4 +1,5 @@
-"""A user's own labelled file, encoded for an already trained model (``verify --data``).
+"""A user's own file, encoded for an already trained model (``verify --data``, and
+``recalibrate --data``, where labels are optional).
 
 The file is read with the MODEL's encoding, never a new one: a tabular file must
 have a column for every feature of the model (by name; extra columns are
@@ -22,18 +23,41 @@ from training.errors import UsageError
 from training.tabular import encode, model_tabular_spec
 
 
-class _Labelled(Protocol):
+class ModelEncoding(Protocol):
+    """A trained model's classes and input encoding (a ``Checkpoint`` is one)."""
+
     labels: list[str]
     input: dict[str, Any]
 
 
 def load_file_data(
-    path: str, label_column: str | None, model: _Labelled
+    path: str, label_column: str | None, model: ModelEncoding
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw features ``X`` (float32, encoded as the model takes them) and class ids ``y``.
 
     ``model`` is a checkpoint (anything with ``labels`` and ``input``).
     """
+    x, raw = read_model_data(path, label_column, model)
+    return x, _class_ids(raw, model.labels, path)
+
+
+def load_unlabelled_data(
+    path: str, label_column: str | None, model: ModelEncoding, *, ignore_labels: bool = False
+) -> tuple[np.ndarray, np.ndarray | None, RawData]:
+    """Like ``load_file_data``, but the labels may be absent (``y`` is then None): a CSV
+    without ``label_column``, an ``.npz`` without ``y``, a folder of images without class
+    sub-folders. ``ignore_labels``: None even where the file has labels. Also returns
+    the ``RawData`` (its ``sha256`` for image folders)."""
+    x, raw = read_model_data(path, label_column, model, unlabelled=True)
+    if ignore_labels or not raw.labelled:
+        return x, None, raw
+    return x, _class_ids(raw, model.labels, path), raw
+
+
+def read_model_data(
+    path: str, label_column: str | None, model: ModelEncoding, *, unlabelled: bool = False
+) -> tuple[np.ndarray, RawData]:
+    """The file's samples encoded with the model's encoding, and what the reader read."""
     info = model.input
     source = Path(path)
     shape = tuple(int(d) for d in info["sample_shape"])
@@ -42,7 +66,8 @@ def load_file_data(
         files = info.get("image_files")
         if kind != "image" or not files:
             raise UsageError(f"{path}: an image folder needs a model trained on image files")
-        raw = read_images(source, None, None, model=(ImageFiles(**files), shape[1], shape[2]))
+        decoding = (ImageFiles(**files), shape[1], shape[2])
+        raw = read_images(source, None, None, model=decoding, unlabelled=unlabelled)
         x = raw.images
     elif source.suffix.lower() not in (".csv", ".npz"):
         raise UsageError(f"{path}: use a .csv or .npz file, or an image folder")
@@ -56,9 +81,9 @@ def load_file_data(
             model=True,
         )
         if source.suffix.lower() == ".csv":
-            raw = read_csv(source, label_column, columns)
+            raw = read_csv(source, label_column, columns, unlabelled=unlabelled)
         else:
-            raw = read_npz(source, columns)
+            raw = read_npz(source, columns, unlabelled=unlabelled)
         assert raw.table is not None
         unknown = "the model knows only these (its training split's)"
         missing = f"the model has no fill value for it (trained with --missing {spec.missing})"
@@ -66,12 +91,12 @@ def load_file_data(
     else:
         if source.suffix.lower() != ".npz":
             raise UsageError(f"{path}: an image model takes an .npz file or an image folder")
-        raw = read_npz(source)
+        raw = read_npz(source, unlabelled=unlabelled)
         x = raw.images
     if x is None or tuple(x.shape[1:]) != shape:
         got = "tabular rows" if x is None else f"samples of shape {list(x.shape[1:])}"
         raise UsageError(f"{path}: {got}, model needs {list(shape)}")
-    return x.astype(np.float32), _class_ids(raw, model.labels, path)
+    return x.astype(np.float32), raw
 
 
 def _class_ids(raw: RawData, labels: list[str], path: str) -> np.ndarray:

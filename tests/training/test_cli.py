@@ -59,6 +59,9 @@ def test_help_and_argument_errors_import_no_torch() -> None:
         ["export-module", "m.py:build", "--input-shape", "3,32", "--labels", "a,b", "--out", "o"],
         ["export-module", "m.py:build", "--input-shape", "4", "--labels", "a,b", "--mean", "1"],
         ["verify", "m.onnx", "--module", "m.py:build", "--std", "0"],
+        ["recalibrate", "c.pt", "--data", "t.npz", "--out", "o", "--verify-samples", "1"],
+        ["recalibrate", "c.pt", "--data", "t.npz", "--out", "o", "--labels", "some"],
+        ["recalibrate", "c.pt", "--out", "o"],  # --data missing
     ]
     # Last, a command that runs: it imports its implementation, so the probe can see torch.
     results = probe(*argvs, ["fold", "missing.pt"])
@@ -79,9 +82,11 @@ def test_every_command_has_a_parser_module_and_an_implementation() -> None:
 
 
 def test_export_options_default_opset_is_the_exporters() -> None:
+    from training.commands.recalibrate_options import RecalibrateOptions
     from training.export import DEFAULT_OPSET
 
     assert ExportOptions().opset == DEFAULT_OPSET
+    assert RecalibrateOptions().opset == DEFAULT_OPSET
 
 
 def test_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
