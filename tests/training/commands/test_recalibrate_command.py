@@ -294,3 +294,20 @@ def test_image_model_on_an_unlabelled_image_folder(tmp_path: Path) -> None:
     assert card.data is not None and card.data.source == "images" and card.metrics == {}
     assert card.recalibration is not None and card.recalibration.target_samples == 90
     assert card.input == digest.check((run / "model.onnx").read_bytes()).input  # same decoding
+
+
+@pytest.mark.slow
+def test_the_default_digits_model_recovers_from_a_brightness_shift(tmp_path: Path) -> None:
+    """models/digits: +4 brightness (clipped to 0..16) costs accuracy; AdaBN on the unlabelled
+    shifted training split wins most of it back on the shifted test split."""
+    root = Path(__file__).resolve().parents[3] / "models" / "digits"
+    splits = load_splits(load_checkpoint(root / "checkpoint.pt").data_spec)
+    data, held_out = tmp_path / "train.npz", tmp_path / "test.npz"
+    np.savez(data, X=np.clip(splits.train.X + 4, 0, 16))
+    np.savez(held_out, X=np.clip(splits.test.X + 4, 0, 16), y=splits.test.y)
+    result = recalibrate_module.recalibrate_checkpoint(
+        root / "checkpoint.pt", data, tmp_path / "out", evaluation=held_out, verify_samples=64
+    )
+    (accuracy,) = result.accuracy
+    assert accuracy.samples == len(splits.test)
+    assert accuracy.before < 0.9 and accuracy.after >= 0.97
