@@ -407,6 +407,9 @@ class MonitorSpec(_Strict):
         return fitting[-1] if fitting else None
 
 
+_LATER_FIELDS = ("monitor",)
+
+
 class ModelCard(_Strict):
     """Everything the service needs to know about, and check in, a model file."""
 
@@ -475,15 +478,20 @@ class ModelCard(_Strict):
 
     def public(self) -> dict[str, object]:
         """The card without the golden samples (what ``GET /model`` shows)."""
-        return self.model_dump(mode="json", exclude={"golden"})
+        return self.model_dump(mode="json", exclude={"golden", *self._absent()})
 
     def to_json(self) -> str:
         """The card as stored in the file."""
-        return self.model_dump_json()
+        return self.model_dump_json(exclude=self._absent())
 
     def canonical_unsealed(self) -> bytes:
         """The card without its digest, as the digest hashes it."""
-        return self.model_dump_json(exclude={"digest"}).encode()
+        return self.model_dump_json(exclude={"digest", *self._absent()}).encode()
+
+    def _absent(self) -> set[str]:
+        # Fields added to schema 2 later are left out when unset, so that every card written
+        # before them serializes, and hashes, exactly as it did.
+        return {name for name in _LATER_FIELDS if getattr(self, name) is None}
 
 
 def card_from_json(text: str | bytes) -> ModelCard:
