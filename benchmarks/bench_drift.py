@@ -7,9 +7,10 @@ Not a test: it prints figures (and writes them as JSON with ``--out``). In one r
   mean, brightness +4, Gaussian noise sigma=2, inverted intensity 16 - x, Gaussian blur
   sigma=1; every result clipped to the pixel range 0..16, as a real sensor would);
 - breast_cancer: a quick training (the CLI defaults) and export; shifts of a few
-  features of the test split, in units of their training standard deviation, and one
-  that leaves every marginal as it is ('mean radius' shuffled across samples, which
-  breaks its 0.99 correlation with the perimeter and area features).
+  features of the test split, in units of their training standard deviation, and two
+  that leave every marginal as it is: 'mean radius' shuffled across samples (which
+  breaks its 0.99 correlation with the perimeter and area features), and each of the
+  ten 'mean ...' features shuffled independently.
 
 For each shift and window size (64, 256), ``--windows`` windows are drawn with
 replacement from the test split; the same index sets give the clean and the shifted
@@ -29,16 +30,21 @@ both on clean windows (``bnfold``: the card's calibrated threshold, stated rate 
 Also the cost of the internal output in ONNX Runtime (one thread, single samples, rounds
 interleaved as in ``bench_export``): the digits model exported without the monitor, with
 it but asking only for the public outputs, and with it asking for everything.
-The service-level overhead (``MONITOR=on`` vs ``off`` under load) is ``--load``:
-``benchmarks/serve_load.py`` run against both settings side by side.
+With ``--load``: the service-level overhead under ``wrk`` load on ``POST /predict``
+(``benchmarks/serve_load.py``'s machinery: servers pinned to core 0, ``wrk`` to core 1,
+interleaved rounds), three servers side by side: the monitored export with
+``MONITOR=on``, the same file with ``MONITOR=off``, and the export without the
+monitor (what serving cost before it). Reported per concurrency: requests per second
+and the ratios, medians over rounds.
 
-    python -m benchmarks.bench_drift [--windows 400] [--out /tmp/bench_drift.json]
+    python -m benchmarks.bench_drift [--windows 400] [--load] [--out /tmp/bench_drift.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -115,18 +121,25 @@ def tabular_shifts(std: np.ndarray, names: list[str]) -> dict[str, Shift]:
     def noise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return (x + rng.normal(0.0, 0.5, x.shape) * std).astype(np.float32)
 
-    def decouple(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        # Every marginal unchanged; only the feature's relation to the others is gone.
-        out = x.copy()
-        out[:, three[0]] = rng.permutation(out[:, three[0]])
-        return out
+    def decouple(columns: list[int]) -> Shift:
+        # Every marginal unchanged; only the features' relations to the others are gone.
+        def shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            out = x.copy()
+            for column in columns:
+                out[:, column] = rng.permutation(out[:, column])
+            return out
+
+        return shift
+
+    means = [i for i, n in enumerate(names) if n.startswith("mean ")]
 
     return {
         "3 features +0.5 std": add(three, 0.5),
         "3 features x1.2": scale(three, 1.2),
         "1 feature +1 std": add(one, 1.0),
         "all features + noise 0.5 std": noise,
-        "mean radius decoupled (shuffled)": decouple,
+        "mean radius decoupled": decouple(three[:1]),
+        "10 'mean' features decoupled": decouple(means),
     }
 
 
@@ -296,6 +309,62 @@ def ort_latency(folder: Path, rounds: int, calls: int) -> dict[str, Any]:
     }
 
 
+def load_overhead(
+    folder: Path, duration: float, rounds: int, concurrency: list[int]
+) -> dict[str, Any]:
+    """Throughput of /predict with the monitor on, off, and without it in the graph."""
+    import statistics
+
+    from benchmarks import serve_load as load
+
+    monitored = export_checkpoint(DIGITS_CHECKPOINT, folder / "load-monitored").path
+    plain = export_checkpoint(DIGITS_CHECKPOINT, folder / "load-plain", monitor=False).path
+    wrk = load.ensure_wrk()
+    script = folder / "post.lua"
+    script.write_text(load.LUA % load.request_body(monitored).decode())
+    servers = {
+        "monitor on": (monitored, "on", 18180),
+        "monitor off": (monitored, "off", 18181),
+        "no monitor in the graph": (plain, "off", 18182),
+    }
+    procs = {}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    try:
+        for name, (model, monitor, port) in servers.items():
+            env = {"MODEL_PATH": str(model), "MONITOR": monitor, "LOG_LEVEL": "warning"}
+            procs[name] = load.start([load.PYTHON, "-m", "service", "--port", str(port)], env)
+        for name, (_, _, port) in servers.items():
+            url = f"http://127.0.0.1:{port}"
+            load.wait_ready(procs[name], url)
+            load.run_wrk(wrk, script, url, 16, 2.0)  # warm up
+        for _ in range(rounds):
+            for c in concurrency:
+                for name, (_, _, port) in servers.items():
+                    url = f"http://127.0.0.1:{port}"
+                    runs[name].append(load.one_run(wrk, script, procs[name], url, c, duration))
+    finally:
+        for proc in procs.values():
+            load.stop(proc)
+    result: dict[str, Any] = {"duration_s": duration, "rounds": rounds, "by_concurrency": {}}
+    for c in concurrency:
+        per = {n: [r for r in runs[n] if r["concurrency"] == c] for n in servers}
+        on, off, plain_runs = (per[n] for n in servers)
+        result["by_concurrency"][str(c)] = {
+            "rps": {n: statistics.median(r["rps"] for r in per[n]) for n in servers},
+            "cpu_us_per_request": {
+                n: statistics.median(r["cpu_us_per_request"] for r in per[n]) for n in servers
+            },
+            "errors": {n: sum(r["errors"] + r["non_2xx"] for r in per[n]) for n in servers},
+            "rps_ratio_on_over_off": statistics.median(
+                a["rps"] / b["rps"] for a, b in zip(on, off, strict=True)
+            ),
+            "rps_ratio_on_over_no_monitor": statistics.median(
+                a["rps"] / b["rps"] for a, b in zip(on, plain_runs, strict=True)
+            ),
+        }
+    return result
+
+
 def print_report(results: list[dict[str, Any]]) -> None:
     for result in results:
         print(f"\n{result['dataset']}: {result['features']} raw features")
@@ -323,17 +392,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="ORT latency rounds")
     parser.add_argument("--calls", type=int, default=2000, help="ORT calls per round")
     parser.add_argument("--skip-detection", action="store_true")
+    parser.add_argument("--load", action="store_true", help="also the service overhead (wrk)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--load-rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16])
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        report["load_before"] = os.getloadavg()
+        if args.load:
+            report["load"] = load_overhead(
+                Path(tmp), args.duration, args.load_rounds, args.concurrency
+            )
         report["ort"] = ort_latency(Path(tmp), args.rounds, args.calls)
         if not args.skip_detection:
             report["detection"] = [
                 digits(Path(tmp), args.windows, args.seed),
                 tabular(Path(tmp), args.windows, args.seed),
             ]
-    print(json.dumps(report["ort"], indent=2))
+    report["load_after"] = os.getloadavg()
+    print(json.dumps({k: v for k, v in report.items() if k != "detection"}, indent=2))
     print_report(report.get("detection", []))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))

@@ -336,7 +336,7 @@ class MonitorSpec(_Strict):
 
     The internal graph output ``output`` has, per sample, for every monitored tensor in
     list order a block of ``2 x channels`` columns (the per-channel mean over spatial
-    positions of ``x - mean``, then that of ``(x - mean)²``), and last, for every input
+    positions of ``x``, then that of ``x²``), and last, for every input
     feature or channel in ``ranges`` order, ``len(quantile_levels)`` columns: the
     fraction of its values <= each of its quantiles.
     """

@@ -90,6 +90,7 @@ class DriftScorer:
         self.tensor_of = np.repeat(np.arange(len(tensors), dtype=np.intp), widths)
         self.channel_labels = [f"{t.name}[{c}]" for t in tensors for c in range(t.channels)]
         self._floor = np.asarray([f for t in tensors for f in t.floor], dtype=np.float64)
+        self._mean = np.asarray([m for t in tensors for m in t.mean], dtype=np.float64)
         q = np.asarray([v for t in tensors for v in t.var], dtype=np.float64) + self._floor
         # A channel with no variance at all (γ = 0) outputs a constant: nothing to watch.
         self.valid = q > 0
@@ -119,10 +120,11 @@ class DriftScorer:
 
     def channel_divergence(self, moments: np.ndarray) -> np.ndarray:
         """``(..., columns)`` window means of the internal output -> ``(..., channels)`` D."""
-        a = moments[..., self._first]
-        b = moments[..., self._second]
+        first = moments[..., self._first]
+        variance = np.maximum(moments[..., self._second] - first * first, 0.0)
+        a = first - self._mean
         q = self._q
-        p = np.maximum(np.maximum(b - a * a, 0.0) + self._floor, q * _MIN_VARIANCE_RATIO)
+        p = np.maximum(variance + self._floor, q * _MIN_VARIANCE_RATIO)
         ratio = p / q
         d = 0.25 * (ratio + 1.0 / ratio - 2.0) + 0.25 * a * a * (1.0 / p + 1.0 / q)
         return np.where(self.valid, d, 0.0)
@@ -188,6 +190,15 @@ class RangeChecker:
         self.low = np.asarray([r.min for r in ranges], dtype=np.float32)
         self.high = np.asarray([r.max for r in ranges], dtype=np.float32)
         self.image = input_spec.kind == "image"
+        # Every value within [max of the minima, min of the maxima] is inside every range.
+        self._inner = (float(self.low.max()), float(self.high.min()))
+
+    def surely_inside(self, batch: np.ndarray) -> bool:
+        """A quick sufficient test that no value leaves its range (exact for one channel)."""
+        if self.image:
+            low, high = self._inner
+            return bool(low <= batch.min() and batch.max() <= high)
+        return not ((batch < self.low) | (batch > self.high)).any()
 
     def flags(self, batch: np.ndarray) -> np.ndarray:
         """``(N, *sample_shape)`` -> ``(N, features)`` bool: some value outside [min, max]."""

@@ -78,6 +78,7 @@ class Monitor:
         self._stats = np.zeros((window, self.spec.columns), dtype=np.float32)
         self._classes = np.zeros(window, dtype=np.intp)
         self._flags = np.zeros((window, features), dtype=bool)
+        self._dirty = bytearray(window)  # which rows of _flags hold a True
         self._position = self._range_position = 0
         self.seen = self.checked = self.non_finite = 0
         self.out_of_range_total = np.zeros(features, dtype=np.int64)
@@ -86,9 +87,19 @@ class Monitor:
 
     def check(self, batch: np.ndarray) -> list[list[str]] | None:
         """Range-check a validated batch: per sample, the warnings (None if all in range)."""
+        n = len(batch)
+        self.checked += n
+        position = self._range_position
+        self._range_position = (position + n) % self.window
+        if n == 1 and self.ranges.surely_inside(batch):  # the request path, in one test
+            if self._dirty[position]:
+                self._flags[position] = False
+                self._dirty[position] = 0
+            return None
         flags = self.ranges.flags(batch)
-        self._range_position = _put(self._flags, self._range_position, flags)
-        self.checked += len(flags)
+        _put(self._flags, position, flags)
+        for i in range(max(0, n - self.window), n):
+            self._dirty[(position + i) % self.window] = int(flags[i].any())
         if not flags.any():
             return None
         self.out_of_range_total += flags.sum(axis=0)

@@ -47,7 +47,7 @@ from training.data import load_splits
 from training.errors import UsageError
 from training.folding import fold_batchnorm
 from training.input_fold import fold_standardization_into
-from training.monitor_graph import WithMonitor, with_moments
+from training.monitor_graph import WithMonitor, global_average_pools, with_moments
 from training.monitor_reference import (
     MonitorData,
     input_ranges,
@@ -142,6 +142,7 @@ def export_network(
         )
         names = (*OUTPUTS, MONITOR_OUTPUT)
         model = to_onnx(monitored, example[:2], opset=opset, output_names=names)
+        model = global_average_pools(model)
     bn_nodes = count_ops(model.SerializeToString(), "BatchNormalization")
     if bn_nodes and not allow_unfolded:
         raise UsageError(f"the exported graph still has {bn_nodes} BatchNormalization node(s)")

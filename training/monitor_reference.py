@@ -72,7 +72,7 @@ def monitored_tensors(
             what = f"output of {targets[m.name]} (BatchNorm {m.name} folded backward)"
         else:
             what = f"input of {targets[m.name]} (BatchNorm {m.name} folded forward)"
-        taps.append(Tap(m.node, m.mean.float()))
+        taps.append(Tap(m.node, int(m.mean.numel())))
         tensors.append(
             MonitoredTensor(
                 name=m.name,

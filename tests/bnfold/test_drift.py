@@ -81,9 +81,8 @@ def _gaussian_kl(m1: float, v1: float, m2: float, v2: float) -> float:
 def _window(spec: MonitorSpec, means: list[np.ndarray], variances: list[np.ndarray]) -> np.ndarray:
     """Internal-output window means for given per-channel means and variances (CDF = reference)."""
     row: list[float] = []
-    for tensor, mean, var in zip(spec.tensors, means, variances, strict=True):
-        a = mean - np.asarray(tensor.mean)
-        row += [*a, *(var + a * a)]
+    for mean, var in zip(means, variances, strict=True):
+        row += [*mean, *(var + mean * mean)]
     for r in spec.ranges:
         row += r.cdf
     return np.asarray(row)

@@ -117,7 +117,7 @@ def pooled(card: ModelCard, stats: np.ndarray) -> list[tuple[np.ndarray, np.ndar
     for tensor in card.monitor.tensors:
         c = tensor.channels
         a, b = means[offset : offset + c], means[offset + c : offset + 2 * c]
-        out.append((np.asarray(tensor.mean) + a, b - a * a))
+        out.append((a, b - a * a))
         offset += 2 * c
     return out
 
