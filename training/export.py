@@ -49,6 +49,7 @@ from training.folding import fold_batchnorm
 from training.input_fold import fold_standardization_into
 from training.monitor_graph import WithMonitor, global_average_pools, with_moments
 from training.monitor_reference import (
+    WINDOW_SIZES,
     MonitorData,
     input_ranges,
     monitor_spec,
@@ -195,7 +196,8 @@ def export_checkpoint(
     monitor: bool = True,
 ) -> ExportResult:
     """Fold and export a training checkpoint to ``out_dir/model.onnx``; ``monitor``: with
-    drift monitoring, calibrated on the validation split."""
+    drift monitoring, calibrated on the validation split (skipped when that split is too
+    small to calibrate a window: the card then has no ``monitor`` entry)."""
     ensure_writable_dir(Path(out_dir))
     ckpt = load_checkpoint(checkpoint)
     splits = load_splits(ckpt.data_spec)
@@ -222,7 +224,7 @@ def export_checkpoint(
         out_dir,
         allow_unfolded=allow_unfolded,
         opset=opset,
-        monitor=data if monitor else None,
+        monitor=data if monitor and len(splits.val) >= WINDOW_SIZES[0] else None,
     )
 
 

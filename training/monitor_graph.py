@@ -96,10 +96,15 @@ def with_moments(
             pool = _POOLS.get(len(shape), _mean_pool)
             run += [graph.call_function(pool, (node, 1)), graph.call_function(pool, (square, 1))]
             run_rank = len(shape)
+        cdf, rank = _cdf_fractions(out_gm, graph, placeholders[0], quantiles, shapes)
+        pooled_with_run = rank == 4 and (not run or run_rank == 4)
+        if pooled_with_run:
+            run.append(cdf)  # pooled like the moments: one Flatten for all
         if run:
             parts.append(_flatten(graph, run))
-        parts.append(_cdf_fractions(out_gm, graph, placeholders[0], quantiles, shapes))
-        moments = graph.call_function(torch.cat, (parts, 1))
+        if not pooled_with_run:
+            parts.append(cdf)
+        moments = parts[0] if len(parts) == 1 else graph.call_function(torch.cat, (parts, 1))
     output.args = ((output.args[0], moments),)
     graph.lint()
     out_gm.recompile()
@@ -129,9 +134,10 @@ def _cdf_fractions(
     x: fx.Node,
     quantiles: Tensor,
     shapes: dict[str, torch.Size],
-) -> fx.Node:
-    """``(N, features x levels)``: per sample, the fraction of each feature's values <= each
-    of its quantiles (one value per tabular feature; every pixel of an image channel)."""
+) -> tuple[fx.Node, int]:
+    """Per sample, the fraction of each feature's values <= each of its quantiles (one value
+    per tabular feature; every pixel of an image channel), feature-major, and the node's
+    rank: ``(N, features x levels)``, or pooled ``(N, features x levels, 1...)`` for images."""
     shape = shapes[x.name]
     features, levels = quantiles.shape
     if shape[1] != features:
@@ -140,16 +146,15 @@ def _cdf_fractions(
         gm.register_buffer("bnfold_monitor_quantiles", quantiles.to(torch.float32)[None])
         values = graph.call_method("unsqueeze", (x, -1))
         below = graph.call_function(torch.le, (values, graph.get_attr("bnfold_monitor_quantiles")))
-        return graph.call_function(torch.flatten, (graph.call_method("float", (below,)), 1))
-    positions = int(torch.Size(shape[2:]).numel())
-    gm.register_buffer(
-        "bnfold_monitor_quantiles",
-        quantiles.detach().to(torch.float32).reshape(1, features, 1, levels),
-    )
-    values = graph.call_method("reshape", (x, (-1, features, positions, 1)))
+        return graph.call_function(torch.flatten, (graph.call_method("float", (below,)), 1)), 2
+    # (N, C, 1, *spatial) <= (1, C, levels, 1...): pooled over the spatial axes.
+    view = (1, features, levels) + (1,) * (len(shape) - 2)
+    gm.register_buffer("bnfold_monitor_quantiles", quantiles.to(torch.float32).reshape(view))
+    values = graph.call_method("unsqueeze", (x, 2))
     below = graph.call_function(torch.le, (values, graph.get_attr("bnfold_monitor_quantiles")))
-    fractions = graph.call_method("mean", (graph.call_method("float", (below,)), 2))
-    return graph.call_method("reshape", (fractions, (-1, features * levels)))
+    flat = graph.call_method("flatten", (graph.call_method("float", (below,)), 1, 2))
+    pool = _POOLS.get(len(shape), _mean_pool)
+    return graph.call_function(pool, (flat, 1)), len(shape)
 
 
 def global_average_pools(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -309,3 +309,15 @@ def test_calibrated_threshold_holds_its_false_alarm_rate_and_flags_a_shift(tmp_p
         shifted = window_means(internal_moments(session, dimmed), size, 200, rng)
         detected = scorer.overall(scorer.components(shifted), calibration.component_quantiles)
         assert np.mean(detected > calibration.threshold) == 1.0
+
+
+def test_a_validation_split_too_small_to_calibrate_exports_without_monitor(tmp_path: Path) -> None:
+    data = tmp_path / "tiny.npz"
+    np.savez(data, X=np.random.default_rng(0).normal(size=(60, 3)), y=np.arange(60) % 3)
+    from training_checkpoints import make_checkpoint
+
+    path = make_checkpoint(tmp_path / "ckpt.pt", str(data), "mlp", (4,))
+    assert len(load_splits(load_checkpoint(path).data_spec).val) < 16
+    result = export_checkpoint(path, tmp_path / "out")
+    assert result.card.monitor is None
+    assert [o.name for o in ort_session(str(result.path)).get_outputs()] == list(OUTPUTS)
