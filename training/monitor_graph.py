@@ -103,7 +103,7 @@ def with_moments(
         if run:
             parts.append(_flatten(graph, run))
         if not pooled_with_run:
-            parts.append(cdf)
+            parts.append(cdf if rank == 2 else _flatten(graph, [cdf]))
         moments = parts[0] if len(parts) == 1 else graph.call_function(torch.cat, (parts, 1))
     output.args = ((output.args[0], moments),)
     graph.lint()

@@ -227,8 +227,9 @@ def test_too_few_held_out_samples_is_a_usage_error(tmp_path: Path) -> None:
 
 
 class Residual(nn.Module):
-    """conv -> BN -> ReLU, a residual block whose BN output is added to its input, then a BN
-    after the addition that can only fold forward (through Flatten into the classifier)."""
+    """conv -> BN -> ReLU, a residual block whose BN output is added to its input, a BN
+    after the addition that can only fold forward (through Flatten into a Linear), and a
+    BatchNorm1d on that Linear's output (a 2-D tensor after 4-D ones)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -237,19 +238,22 @@ class Residual(nn.Module):
         self.conv1 = nn.Conv2d(6, 6, 3, padding=1, padding_mode="replicate", bias=False)
         self.bn1 = nn.BatchNorm2d(6)
         self.bn2 = nn.BatchNorm2d(6)
-        self.head = nn.Linear(6 * 6 * 6, 10)
+        self.hidden = nn.Linear(6 * 6 * 6, 16, bias=False)
+        self.bn3 = nn.BatchNorm1d(16)
+        self.head = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.bn0(self.conv0(x)))
         y = torch.relu(y + self.bn1(self.conv1(y)))
-        return self.head(torch.flatten(self.bn2(y), 1))
+        h = torch.relu(self.bn3(self.hidden(torch.flatten(self.bn2(y), 1))))
+        return self.head(h)
 
 
 def test_residual_network_monitors_backward_and_forward_folds(tmp_path: Path) -> None:
     torch.manual_seed(3)
     splits = load_splits(make_data_spec("digits"))
     net = Residual()
-    for bn in (net.bn0, net.bn1, net.bn2):
+    for bn in (net.bn0, net.bn1, net.bn2, net.bn3):
         bn.weight.data.uniform_(0.5, 2)
         bn.bias.data.uniform_(-1, 1)
     x = splits.train.X
@@ -281,6 +285,7 @@ def test_residual_network_monitors_backward_and_forward_folds(tmp_path: Path) ->
         ("bn0", "backward"),
         ("bn1", "backward"),
         ("bn2", "forward"),
+        ("bn3", "backward"),
     ]
     oracle = oracle_moments(net, x, {t.name: t.origin for t in tensors})
     stats = internal_moments(ort_session(str(result.path)), x)
