@@ -44,7 +44,9 @@ def test_export_is_folded_true_to_its_card_and_to_the_oracle(
     assert runtime_constant_nodes(model) == []
     assert card.fold.refused == 0 and card.fold.folded == card.fold.bn_total > 0
     assert card == result.card
-    assert [o.name for o in model.graph.output] == ["logits", "probabilities"]
+    # The public outputs, then the drift monitor's internal one (listed in the card).
+    assert card.monitor is not None
+    assert [o.name for o in model.graph.output] == ["logits", "probabilities", card.monitor.output]
     assert model.opset_import[0].version >= 17
     onnx.checker.check_model(model, full_check=True)
     assert (tmp_path / "card.json").is_file()
