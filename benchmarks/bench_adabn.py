@@ -92,7 +92,9 @@ def main() -> None:
     rows = run(args.verify_samples)
     show(rows)
     if args.out:
-        args.out.write_text(json.dumps({"checkpoint": str(DIGITS_CHECKPOINT), "rows": rows}, indent=2))
+        args.out.write_text(
+            json.dumps({"checkpoint": str(DIGITS_CHECKPOINT), "rows": rows}, indent=2)
+        )
 
 
 if __name__ == "__main__":

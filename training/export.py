@@ -215,7 +215,7 @@ def export_checkpoint(
     check_target(out_dir)
     ckpt = load_checkpoint(checkpoint)
     if ckpt.recalibration is not None:
-        from training.recalibrate import export_recalibrated  # it builds on this module
+        from training.recalibrate_export import export_recalibrated  # it builds on this module
 
         return export_recalibrated(ckpt, out_dir, name=name, opset=opset, monitor=monitor)
     splits = load_splits(ckpt.data_spec)

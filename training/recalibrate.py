@@ -8,7 +8,8 @@ standardization and every BN statistic on it (``training.adabn``), then writes
 ``out_dir`` as a whole (``training.folder_swap``): the new ``model.onnx`` and
 ``card.json`` through the one export path (``training.export.export_network``)
 with the AdaBN provenance in the card (``recalibration``: parent version,
-target SHA-256, sample count), a recalibrated ``checkpoint.pt`` (its
+target SHA-256, sample count; a held-out part of the target data calibrates the drift
+monitor, whose reference is the new statistics), a recalibrated ``checkpoint.pt`` (its
 ``recalibration`` entry says where the target data is, so ``export`` redoes
 this export and ``recalibrate`` can start from it again), ``verify.json``
 (parity with the UNFOLDED recalibrated model, batch independence) and
@@ -24,35 +25,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from bnfold import digest
-from bnfold.card import DataProvenance, ModelCard, Recalibration
+from bnfold.card import Recalibration
 from training.adabn import LayerChange, adabn
 from training.atomic import write_text_atomic
 from training.checkpoint import Checkpoint, library_versions, load_checkpoint, save_checkpoint
-from training.errors import UsageError
-from training.export import (
-    DEFAULT_OPSET,
-    FOLD_SAMPLES,
-    MODEL_FILE,
-    VERIFY_FILE,
-    CardFields,
-    ExportResult,
-    checkpoint_network,
-    export_network,
-    golden_inputs,
-    input_spec,
-)
+from training.export import DEFAULT_OPSET, MODEL_FILE, VERIFY_FILE, ExportResult
 from training.folder_swap import check_target, update_folder
+from training.recalibrate_export import (
+    check_out,
+    export_recalibrated,
+    parent_of,
+    split_target,
+    spread,
+)
 from training.reference import reference_model, reference_outputs
-from training.target_data import Labels, TargetData, load_target, reload_target
-from training.verify import PARITY_TOLERANCE, VerifyReport, verify_model
+from training.target_data import Labels, TargetData, load_target
+from training.verify import VerifyReport, verify_model
 
 CHECKPOINT_FILE = "checkpoint.pt"
 REPORT_FILE = "recalibration.json"
-WRITTEN = (MODEL_FILE, "card.json", CHECKPOINT_FILE, VERIFY_FILE, REPORT_FILE, "card.md")
 VERIFY_SAMPLES = 512  # batch independence runs each sample in 63 batches
+HOLDOUT = 0.2  # of the target data, held out from the statistics to calibrate the monitor
 
 
 class VerificationFailed(Exception):
@@ -82,7 +76,8 @@ class RecalibrationResult:
     parent: Path
     parent_version: str
     target: str
-    target_samples: int
+    target_samples: int  # the ones the statistics were computed on
+    monitored: bool  # whether the card has a drift monitor
     changes: list[LayerChange]
     accuracy: list[Accuracy]
 
@@ -95,6 +90,7 @@ class RecalibrationResult:
             "parent_version": self.parent_version,
             "target": self.target,
             "target_samples": self.target_samples,
+            "monitor": self.monitored,
             "statistics": [asdict(c) for c in self.changes],
             "accuracy": [asdict(a) for a in self.accuracy],
             "verified": self.verify.passed,
@@ -113,6 +109,7 @@ def recalibrate_checkpoint(
     name: str | None = None,
     opset: int = DEFAULT_OPSET,
     verify_samples: int = VERIFY_SAMPLES,
+    holdout: float = HOLDOUT,
 ) -> RecalibrationResult:
     """Recalibrate ``checkpoint`` on ``data`` into ``out_dir`` (see the module docstring).
 
@@ -120,6 +117,8 @@ def recalibrate_checkpoint(
     has it); ``labels``: ``auto`` uses the labels the data has (to report accuracy
     before and after), ``ignore`` never, ``require`` fails without them.
     ``evaluation``: a labelled file to report accuracy before and after on too.
+    ``holdout``: the share of the target data kept out of the statistics to calibrate
+    the drift monitor's thresholds (0, or too few samples: no monitor).
     Bad input raises ``UsageError`` before anything is written.
     """
     source = Path(checkpoint)
@@ -135,7 +134,9 @@ def recalibrate_checkpoint(
     if evaluation is not None:
         held_out = load_target(evaluation, column, ckpt, "require")
 
-    adapted, changes = adabn(ckpt, target.x)
+    split = split_target(len(target), holdout)
+
+    adapted, changes = adabn(ckpt, target.x[split.statistics])
     accuracy, metrics = [], {}
     for prefix, labelled in (("target", target), ("eval", held_out)):
         acc = _accuracy(ckpt, adapted, labelled)
@@ -145,7 +146,7 @@ def recalibrate_checkpoint(
     provenance = Recalibration(
         parent_version=parent_card.version,
         target_sha256=target.sha256,
-        target_samples=len(target),
+        target_samples=len(split.statistics),
     )
     counts = parent_card.data.class_counts if parent_card.data is not None else None
     adapted = replace(
@@ -157,12 +158,13 @@ def recalibrate_checkpoint(
             "target": target.where(),
             "name": name or parent_card.name,
             "class_counts": counts,
+            "holdout": holdout,
         },
     )
     with update_folder(out) as stage:
         result = export_recalibrated(adapted, stage, target=target, opset=opset)
         save_checkpoint(stage / CHECKPOINT_FILE, adapted)
-        x, y = spread(target, verify_samples)
+        x, y = spread(target.x, target.y, verify_samples)
         report = verify_model(result.path, reference_model(adapted), x, y)
         report = replace(report, model=str(out / MODEL_FILE))
         if not report.passed:
@@ -174,126 +176,13 @@ def recalibrate_checkpoint(
             parent=parent_path,
             parent_version=parent_card.version,
             target=str(target.path),
-            target_samples=len(target),
+            target_samples=len(split.statistics),
+            monitored=result.card.monitor is not None,
             changes=changes,
             accuracy=accuracy,
         )
         write_text_atomic(stage / REPORT_FILE, json.dumps(done.to_dict(), indent=2) + "\n")
     return done
-
-
-def export_recalibrated(
-    ckpt: Checkpoint,
-    out_dir: str | os.PathLike[str],
-    *,
-    target: TargetData | None = None,
-    name: str | None = None,
-    opset: int = DEFAULT_OPSET,
-) -> ExportResult:
-    """Export a recalibrated checkpoint: golden samples, fold checks and the card's data
-    from its target data (read again, and checked unchanged, unless given)."""
-    info = ckpt.recalibration
-    if info is None:
-        raise ValueError("not a recalibrated checkpoint")
-    try:
-        provenance = Recalibration.model_validate(info["card"])
-        where = dict(info["target"])
-        model_name = str(name or info["name"])
-        counts = info.get("class_counts")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"the checkpoint's recalibration entry is malformed ({exc})") from None
-    if target is None:
-        target = reload_target(where, ckpt)
-    y = target.y
-    oracle = reference_model(ckpt)
-    if y is None:
-        y_golden = reference_outputs(oracle, target.x)[0].argmax(axis=1)
-    else:
-        y_golden, counts = y, np.bincount(y, minlength=len(ckpt.labels)).tolist()
-    golden = golden_inputs(
-        target.x,
-        target.x,
-        y_golden,
-        ckpt.labels,
-        test_name="target",
-        train_name="target",
-        class_word="class" if y is not None else "predicted",
-    )
-    fields = CardFields(
-        name=model_name,
-        input=input_spec(ckpt),
-        labels=list(ckpt.labels),
-        stats_mode=ckpt.stats_mode,
-        metrics=ckpt.metrics,
-        data=DataProvenance(
-            source=target.source,
-            name=target.name,
-            sha256=target.sha256,
-            samples={"target": len(target)},
-            class_counts=None if counts is None else [int(c) for c in counts],
-        ),
-        extra={"recalibration": provenance},
-    )
-    example = torch.as_tensor(spread(target, FOLD_SAMPLES)[0])
-    return export_network(
-        checkpoint_network(ckpt), oracle, example, golden, fields, out_dir, opset=opset
-    )
-
-
-def parent_of(path: Path, given: bool, ckpt: Checkpoint, checkpoint: Path) -> ModelCard:
-    """The card of the model ``checkpoint`` was exported as, checked to be its export."""
-    if not path.is_file():
-        if given:
-            raise UsageError(f"--parent {path} does not exist")
-        raise UsageError(
-            f"no {MODEL_FILE} beside {checkpoint}: the recalibrated model's card names the "
-            "version it was recalibrated from, so export the checkpoint first "
-            f"(python -m training export {checkpoint} --out DIR) or pass --parent MODEL.onnx"
-        )
-    try:
-        card = digest.check(path.read_bytes())
-    except digest.DigestError as exc:
-        raise UsageError(f"parent model {path}: {exc}") from None
-    except (OSError, ValueError):
-        raise UsageError(f"parent model {path} is not a readable ONNX file") from None
-    mine = input_spec(ckpt)
-    if card.labels != ckpt.labels or (card.input.kind, card.input.shape) != (mine.kind, mine.shape):
-        raise UsageError(f"parent model {path} has other labels or input than {checkpoint}")
-    x = np.asarray([g.input for g in card.golden], dtype=np.float32)
-    x = x.reshape(len(x), *card.input.sample_shape)
-    _, probs = reference_outputs(reference_model(ckpt), x)
-    diff = float(np.max(np.abs(probs - np.asarray([g.probabilities for g in card.golden]))))
-    if not diff <= PARITY_TOLERANCE:
-        raise UsageError(
-            f"parent model {path} was not exported from {checkpoint} (its golden samples "
-            f"differ by {diff:.3g}); pass --parent with the model exported from it"
-        )
-    return card
-
-
-def check_out(out: Path, taken: list[Path]) -> None:
-    """``UsageError`` unless ``out`` is a folder of its own for the recalibrated model."""
-    target = out.absolute().resolve()
-    for folder in taken:
-        if target == folder.absolute().resolve():
-            raise UsageError(
-                f"--out {out} holds the model being recalibrated; choose a folder of its own"
-            )
-    if target.is_dir():
-        others = sorted(
-            p.name for p in target.iterdir() if p.name not in WRITTEN and not p.name.startswith(".")
-        )
-        if others:
-            raise UsageError(
-                f"--out {out} holds other files ({', '.join(others[:3])}); recalibrate "
-                "replaces the folder as a whole, so choose a new or empty one"
-            )
-
-
-def spread(target: TargetData, count: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Up to ``count`` samples spread evenly over the data (files may be sorted by class)."""
-    index = np.unique(np.linspace(0, len(target) - 1, min(count, len(target))).round().astype(int))
-    return target.x[index], None if target.y is None else target.y[index]
 
 
 def _accuracy(before: Checkpoint, after: Checkpoint, data: TargetData | None) -> Accuracy | None:

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
             name=options.name,
             opset=options.opset,
             verify_samples=options.verify_samples,
+            holdout=options.holdout,
         )
     except VerificationFailed as failed:
         show_report(failed.report)
@@ -44,7 +45,8 @@ def recalibration_rows(result: RecalibrationResult) -> list[tuple[str, object]]:
     """The summary rows of a recalibration."""
     rows: list[tuple[str, object]] = [
         ("parent", f"{result.parent} (version {result.parent_version})"),
-        ("target data", f"{result.target} ({result.target_samples} samples)"),
+        ("target data", f"{result.target} ({result.target_samples} samples for the statistics)"),
+        ("drift monitor", "calibrated on the held-out part" if result.monitored else "none"),
     ]
     for change in result.changes:
         rows.append(

@@ -61,6 +61,14 @@ class RecalibrateOptions:
     )
     # Equal to training.export.DEFAULT_OPSET (tests/training/commands/test_cli.py checks).
     opset: int = option(18, "recalibrate", "ONNX opset", ge=17)
+    holdout: float = option(
+        0.2,
+        "recalibrate",
+        "share of TARGET kept out of the statistics to calibrate the drift monitor's "
+        "thresholds (0: no monitor; so is a held-out part under 16 samples)",
+        ge=0,
+        lt=1,
+    )
     verify_samples: int = option(
         VERIFY_SAMPLES,
         "recalibrate",

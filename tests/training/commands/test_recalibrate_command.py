@@ -23,10 +23,12 @@ from training.checkpoint import load_checkpoint
 from training.cli import main
 from training.commands.recalibrate_options import VERIFY_SAMPLES
 from training.data import load_splits
+from training.recalibrate_export import split_target
 from training.reference import reference_model, reference_outputs
 from training.verify import PARITY_TOLERANCE
 
 FAST = ["--verify-samples", "24", "--quiet"]
+ALL = ["--holdout", "0"]  # every target sample goes into the statistics, as in the oracle
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -70,20 +72,8 @@ def test_unlabelled_target(
     data = tmp_path / "target.npz"
     np.savez(data, X=target[0])
     out = tmp_path / "adapted"
-    assert (
-        main(
-            [
-                "recalibrate",
-                str(run / "checkpoint.pt"),
-                "--data",
-                str(data),
-                "--out",
-                str(out),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    argv = ["recalibrate", str(run / "checkpoint.pt"), "--data", str(data), "--out", str(out)]
+    assert main([*argv, *FAST, *ALL]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "card.json",
         "checkpoint.pt",
@@ -99,6 +89,7 @@ def test_unlabelled_target(
     assert card.recalibration.target_samples == len(target[0])
     assert card.version != parent.version and card.name == parent.name
     assert card.stats_mode == "exact" and card.metrics == {}  # no labels: no accuracy
+    assert card.monitor is None  # nothing held out to calibrate it on
     assert card.data is not None and card.data.source == "npz" and card.data.name == "target.npz"
     assert card.data.class_counts == parent.data.class_counts  # type: ignore[union-attr]
 
@@ -117,6 +108,34 @@ def test_unlabelled_target(
     assert report["parent_version"] == parent.version and report["version"] == card.version
 
 
+def test_a_held_out_part_calibrates_the_drift_monitor(
+    run: Path, target: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    x = target[0]
+    data = tmp_path / "target.npz"
+    np.savez(data, X=x)
+    out = tmp_path / "adapted"
+    argv = ["recalibrate", str(run / "checkpoint.pt"), "--data", str(data), "--out", str(out)]
+    assert main([*argv, *FAST]) == 0  # --holdout 0.2
+    split = split_target(len(x), 0.2)
+    np.testing.assert_array_equal(split.calibration, split_target(len(x), 0.2).calibration)
+    both = np.concatenate([split.statistics, split.calibration])
+    assert len(split.calibration) == round(0.2 * len(x))
+    np.testing.assert_array_equal(np.sort(both), np.arange(len(x)))  # disjoint, complete
+    card = digest.check((out / "model.onnx").read_bytes())
+    assert card.data is not None and card.monitor is not None
+    assert card.data.samples == {
+        "statistics": len(split.statistics),
+        "calibration": len(split.calibration),
+    }
+    assert card.recalibration is not None
+    assert card.recalibration.target_samples == len(split.statistics)
+    assert "target.npz (held-out part)" in card.monitor.calibration_data
+    test = load_splits(load_checkpoint(run / "checkpoint.pt").data_spec).test.X * 1.3
+    want = softmax(oracle_logits(load_checkpoint(run / "checkpoint.pt"), x[split.statistics], test))
+    assert np.max(np.abs(onnx_probabilities(out / "model.onnx", test) - want)) <= PARITY_TOLERANCE
+
+
 def test_labelled_target_reports_accuracy_before_and_after(
     run: Path,
     target: tuple[np.ndarray, np.ndarray],
@@ -131,7 +150,7 @@ def test_labelled_target_reports_accuracy_before_and_after(
     np.savez(held_out, X=x_eval, y=splits.test.y)
     out = tmp_path / "adapted"
     argv = ["recalibrate", str(run / "checkpoint.pt"), "--data", str(data), "--out", str(out)]
-    assert main([*argv, "--eval", str(held_out), "--verify-samples", "24"]) == 0
+    assert main([*argv, "--eval", str(held_out), "--verify-samples", "24", *ALL]) == 0
     printed = capsys.readouterr().out
     ckpt = load_checkpoint(run / "checkpoint.pt")
     card = digest.check((out / "model.onnx").read_bytes())
@@ -292,7 +311,8 @@ def test_image_model_on_an_unlabelled_image_folder(tmp_path: Path) -> None:
     assert main([*argv, *FAST]) == 0
     card = digest.check((out / "model.onnx").read_bytes())
     assert card.data is not None and card.data.source == "images" and card.metrics == {}
-    assert card.recalibration is not None and card.recalibration.target_samples == 90
+    assert card.recalibration is not None and card.recalibration.target_samples == 72  # 90 - 18
+    assert card.monitor is not None  # 18 held out: enough for windows of 16
     assert card.input == digest.check((run / "model.onnx").read_bytes()).input  # same decoding
 
 
