@@ -1,7 +1,7 @@
 """Model-aware validation: JSON values -> float32 arrays of the card's sample shape.
 
-Everything here raises ``InvalidInput`` with a message naming the field and the
-expected shape, and never echoes the input. Values must be JSON numbers (not
+Everything here raises ``InvalidInput`` (422) with a message naming the field and
+the expected shape, and never echoes the input (no key, no value). Values must be JSON numbers (not
 booleans, strings or null), finite, and within float32 range.
 """
 
@@ -12,17 +12,9 @@ from typing import Any
 import numpy as np
 
 from bnfold.card import FLOAT32_MAX, InputSpec
-from service.errors import InvalidInput
+from service.errors import InvalidInput, ServiceError
 
 _NUMBER_TYPES = frozenset((int, float))
-_SHOWN = 40  # characters of a client-supplied name that a message may quote
-
-
-def quote(name: object) -> str:
-    """A client-supplied key, shortened so that a message never echoes much input."""
-    text = str(name)
-    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
-
 
 _JSON_TYPES = {
     str: "string",
@@ -40,12 +32,12 @@ def json_type(value: object) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def check_numbers(values: list[Any], field: str) -> None:
-    """``InvalidInput`` naming the first item of ``values`` that is not a JSON number."""
+def check_numbers(values: list[Any], field: str, error: type[ServiceError] = InvalidInput) -> None:
+    """``error`` naming the first item of ``values`` that is not a JSON number."""
     if not _NUMBER_TYPES.issuperset(map(type, values)):
         bad = next(i for i, v in enumerate(values) if type(v) not in _NUMBER_TYPES)
         kind = json_type(values[bad])
-        raise InvalidInput(f"{field}[{bad}] must be a number, got {kind}")
+        raise error(f"{field}[{bad}] must be a number, got {kind}")
 
 
 def to_float32(values: Any, shape: tuple[int, ...], field: str) -> np.ndarray:
@@ -86,11 +78,8 @@ class SampleCodec:
                 f"{where.rstrip('.') or 'body'} must be a JSON object with {self.key!r}"
             )
         if len(payload) != 1 or self.key not in payload:
-            extra = [k for k in payload if k != self.key]
-            if extra:
-                raise InvalidInput(
-                    f"{where}unexpected field {quote(extra[0])}: expected only {self.key!r}"
-                )
+            if any(k != self.key for k in payload):
+                raise InvalidInput(f"{where}unexpected field: expected only {self.key!r}")
             raise InvalidInput(f"{where}missing field {self.key!r}: expected {self.expected}")
         field = f"{where}{self.key}"
         value = payload[self.key]
@@ -111,9 +100,8 @@ class SampleCodec:
 
     def _named(self, value: dict[str, Any], field: str) -> np.ndarray:
         index = self._index
-        unknown = [k for k in value if k not in index]
-        if unknown:
-            raise InvalidInput(f"{field}: unknown feature {quote(unknown[0])}")
+        if any(k not in index for k in value):
+            raise InvalidInput(f"{field}: a name is not one of the model's features")
         if len(value) != self.size:
             missing = [n for n in self.names if n not in value]
             shown = ", ".join(repr(n) for n in missing[:3])

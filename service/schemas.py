@@ -13,20 +13,6 @@ from pydantic import BaseModel, Field
 
 from bnfold.card import FLOAT32_MAX, OUTPUTS, ModelCard
 
-# Open Inference Protocol datatypes accepted for the input -> little-endian numpy dtype.
-DATATYPES = {
-    "FP32": "<f4",
-    "FP64": "<f8",
-    "INT8": "i1",
-    "INT16": "<i2",
-    "INT32": "<i4",
-    "INT64": "<i8",
-    "UINT8": "u1",
-    "UINT16": "<u2",
-    "UINT32": "<u4",
-    "UINT64": "<u8",
-}
-
 
 class PredictResponse(BaseModel):
     """One sample's prediction."""
@@ -34,7 +20,7 @@ class PredictResponse(BaseModel):
     label: str = Field(description="The predicted class label.")
     class_index: int = Field(description="Index of the label in the card's labels.")
     probabilities: dict[str, float] = Field(description="Softmax probability of each label.")
-    model_version: str = Field(description="The model's weights hash (first 12 hex digits).")
+    model_version: str = Field(description="The model version: its digest's first 12 hex digits.")
 
 
 class BatchResponse(BaseModel):
@@ -121,11 +107,13 @@ def _nested(shape: tuple[int, ...]) -> dict[str, Any]:
 
 
 def sample_schema(card: ModelCard) -> dict[str, Any]:
-    """JSON schema of one ``/predict`` body for this model."""
+    """JSON schema of one ``/predict`` body for this model: exactly what the server accepts."""
     spec = card.input
     if spec.kind == "image":
-        value: dict[str, Any] = _nested(card.input.grid)
-        value["description"] = f"{spec.description}; nested as {list(card.input.grid)}."
+        value: dict[str, Any] = _nested(spec.grid)
+        if len(spec.grid) < len(spec.sample_shape):  # one channel: [C=1][H][W] also accepted
+            value = {"anyOf": [value, _nested(spec.sample_shape)]}
+        value["description"] = f"{spec.description}; nested as {list(spec.grid)}."
         key = "image"
     else:
         value = _nested(spec.sample_shape)
@@ -136,7 +124,7 @@ def sample_schema(card: ModelCard) -> dict[str, Any]:
                 "required": list(spec.columns),
                 "additionalProperties": False,
             }
-            value = {"oneOf": [value, named]}
+            value = {"anyOf": [value, named]}
         value["description"] = f"{spec.description}; in the order {spec.columns}."
         key = "features"
     return {
@@ -181,43 +169,71 @@ def batch_schema(card: ModelCard, limit: int) -> dict[str, Any]:
 
 
 def infer_schema(card: ModelCard, limit: int) -> dict[str, Any]:
-    """JSON schema of an Open Inference Protocol infer request for this model."""
+    """JSON schema of an Open Inference Protocol infer request that this model accepts.
+
+    Exact, as the server checks it (``service.oip_infer``): one FP32 tensor named as
+    the card's input, one branch per batch size N (its shape, and its data flat or
+    nested as that shape), no binary-extension parameter in a plain JSON request.
+    """
     sample = list(card.input.sample_shape)
-    tensor = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "enum": [card.input.name]},
-            "shape": {
-                "type": "array",
-                "items": {"type": "integer"},
-                "description": f"[N, {', '.join(map(str, sample))}] with 1 <= N <= {limit}",
+    size = card.input.size
+    parameters: dict[str, Any] = {"type": "object", "not": {"required": ["binary_data_size"]}}
+    tensors = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "enum": [card.input.name]},
+                "shape": {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "const": [n, *sample],
+                },
+                "datatype": {"type": "string", "enum": ["FP32"]},
+                "data": {
+                    "anyOf": [
+                        {
+                            "type": "array",
+                            "items": _number(),
+                            "minItems": n * size,
+                            "maxItems": n * size,
+                        },
+                        _nested((n, *card.input.sample_shape)),
+                    ],
+                    "description": "Row-major values, flat or nested as the shape.",
+                },
+                "parameters": parameters,
             },
-            "datatype": {"type": "string", "enum": list(DATATYPES)},
-            "data": {"type": "array", "description": "Row-major values, flat or nested."},
-            "parameters": {"type": "object"},
-        },
-        "required": ["name", "shape", "datatype", "data"],
-    }
+            "required": ["name", "shape", "datatype", "data"],
+            "additionalProperties": False,
+        }
+        for n in range(1, limit + 1)
+    ]
     output = {
         "type": "object",
         "properties": {
-            "name": {
-                "type": "string",
-                "enum": list(OUTPUTS),
-            },
+            "name": {"type": "string", "enum": list(OUTPUTS)},
             "parameters": {"type": "object"},
         },
         "required": ["name"],
+        "additionalProperties": False,
     }
     return {
         "type": "object",
         "properties": {
             "id": {"type": "string"},
             "parameters": {"type": "object"},
-            "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1},
+            "inputs": {
+                "type": "array",
+                "items": {"anyOf": tensors},
+                "minItems": 1,
+                "maxItems": 1,
+                "description": f"One tensor of shape [N, {', '.join(map(str, sample))}], "
+                f"1 <= N <= {limit}.",
+            },
             "outputs": {"type": "array", "items": output},
         },
         "required": ["inputs"],
+        "additionalProperties": False,
     }
 
 

@@ -64,10 +64,13 @@ def test_batch_equals_single_predictions(image: TestClient, image_card: ModelCar
     [
         (b'{"image": [[1, 2]', 400, "the body is not valid JSON"),
         (b"\xff\xfe", 400, "not valid JSON"),
-        (b'{"image": NaN}', 422, "NaN and Infinity are not allowed"),
-        (b'{"image": -Infinity}', 422, "NaN and Infinity are not allowed"),
+        (b'{"image": NaN}', 400, "NaN and Infinity are not JSON numbers"),
+        (b'{"image": -Infinity}', 400, "NaN and Infinity are not JSON numbers"),
+        (b'{"image": "NaN', 400, "the body is not valid JSON"),
+        (b'{"image": [' + b",".join([b"[1e400" + b",0" * 7 + b"]"] * 8) + b"]}", 422, "float32"),
+        (b'{"image": [' + b",".join([b"[1e39" + b",0" * 7 + b"]"] * 8) + b"]}", 422, "float32"),
         (b"[]", 422, "body must be a JSON object with 'image'"),
-        (b'{"features": []}', 422, "unexpected field 'features': expected only 'image'"),
+        (b'{"features": []}', 422, "unexpected field: expected only 'image'"),
         (b"{}", 422, "missing field 'image': expected a nested list of 8 x 8 numbers"),
         (
             b'{"image": [[1], [2], [3], [4], [5], [6], [7], [8]]}',
@@ -84,11 +87,11 @@ def test_predict_refusals(image: TestClient, body: bytes, status: int, message: 
 
 
 def test_errors_never_echo_input_or_trace(image: TestClient) -> None:
-    secret = "sekrit-value-" * 50
+    secret = "sekrit-value"
     for body in ({"image": secret}, {secret: 1}, {"image": [[secret] * 8] * 8}):
         response = post(image, "/predict", body)
         assert response.status_code == 422
-        assert "sekrit" not in response.text.replace("'sekrit-value-sekrit-value-sekrit-va", "")
+        assert secret not in response.text
         assert "Traceback" not in response.text
         assert len(response.text) < 200
 
@@ -251,5 +254,5 @@ def test_inputs_that_overflow_the_model_are_refused(image: TestClient) -> None:
             ]
         },
     )
-    assert v2.status_code == 400
+    assert v2.status_code == 422  # well-formed, but the model cannot answer it
     assert "not finite" in v2.json()["error"]
