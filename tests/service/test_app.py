@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import make_settings
 from fastapi.testclient import TestClient
@@ -142,14 +143,31 @@ def test_batch_limits(model_dir: Path, image_card: ModelCard) -> None:
         assert not_object.json()["error"] == "samples[1] must be a JSON object with 'image'"
 
 
-def test_model_shows_card_without_golden(image: TestClient, image_card: ModelCard) -> None:
+def test_model_shows_card_without_golden_and_the_measured_checks(
+    image: TestClient, image_card: ModelCard, model_dir: Path
+) -> None:
+    import onnx
+    import onnxruntime as ort
+
     body = image.get("/model").json()
     assert body["model_version"] == image_card.version
     assert "golden" not in body["card"]
     assert body["card"]["digest"] == image_card.digest
     assert body["fold_report"]["folded"] == 1
-    assert body["checks"]["batch_normalization_nodes"] == 0
-    assert body["checks"]["golden_samples"] == 3
+    # Each check against a fact established here, not a value the runtime writes.
+    model = onnx.load(model_dir / "image.onnx")
+    bn = sum(node.op_type == "BatchNormalization" for node in model.graph.node)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.asarray([g.input for g in image_card.golden], np.float32).reshape(-1, 1, 8, 8)
+    probs = session.run(["probabilities"], {"input": x})[0]
+    worst = float(np.abs(probs - np.asarray([g.probabilities for g in image_card.golden])).max())
+    assert body["checks"] == {
+        "digest": image_card.digest,
+        "batch_normalization_nodes": bn,
+        "golden_samples": len(image_card.golden),
+        "golden_tolerance": image_card.golden_tolerance,
+        "golden_max_abs_delta": pytest.approx(worst, abs=1e-7),
+    }
 
 
 def test_health(image: TestClient) -> None:

@@ -43,7 +43,9 @@ def test_malformed_text_mentioning_nan_is_not_called_nan(loads) -> None:
 
 
 @pytest.mark.parametrize("loads", PARSERS)
-@pytest.mark.parametrize(("body", "value"), [(b"1e400", [math.inf]), (b"[-1e400, 1]", [-math.inf, 1])])
+@pytest.mark.parametrize(
+    ("body", "value"), [(b"1e400", [math.inf]), (b"[-1e400, 1]", [-math.inf, 1])]
+)
 def test_numbers_beyond_a_double_are_json_and_parse_to_infinity(loads, body: bytes, value) -> None:
     # Valid JSON; refused later as out of float32 range (422), like 1e39.
     parsed = loads(body)

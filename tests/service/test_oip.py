@@ -124,7 +124,7 @@ GOOD = {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0
         ({"data": "abc"}, "'data' must be an array"),
         ({"data": [1.0] * 63 + ["x"]}, "data[63] must be a number, got string"),
         ({"data": [1.0] * 63 + [None]}, "data[63] must be a number, got null"),
-        ({"data": [[[[0.0] * 8] * 8]] + [0.0]}, "nested exactly as its shape"),
+        ({"data": [[[[0.0] * 8] * 8], 0.0]}, "nested exactly as its shape"),
         ({"data": [[[[0.0] * 8] * 7]]}, "nested exactly as its shape"),
         ({"data": [[[[[0.0]] * 8] * 8]]}, "data[0] must be a number, got array"),
         (
