@@ -174,7 +174,10 @@ def run(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    stderr = ""
+    if proc.stderr:
+        stderr = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
     return {
         "workers": workers,
         "connections": connections,

@@ -32,7 +32,8 @@ from service.schemas import (
 )
 
 PLATFORM = "onnxruntime_onnx"
-PREFIXES = ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}")
+PREFIX = "/v2/models/{model_name}"
+VERSIONED = f"{PREFIX}/versions/{{model_version}}"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
@@ -64,7 +65,7 @@ def build_router(slot: Slot, endpoints: Endpoints) -> APIRouter:
         slot.get()
         return {"ready": True}
 
-    async def metadata(model_name: str, model_version: str | None = None) -> dict[str, Any]:
+    def describe(model_name: str, model_version: str | None) -> dict[str, Any]:
         predictor = find_model(slot, model_name, model_version)
         runtime = predictor.runtime
         classes = len(runtime.labels)
@@ -82,21 +83,38 @@ def build_router(slot: Slot, endpoints: Endpoints) -> APIRouter:
             "outputs": [{"name": n, "datatype": "FP32", "shape": [-1, classes]} for n in OUTPUTS],
         }
 
-    async def model_ready(model_name: str, model_version: str | None = None) -> dict[str, Any]:
+    def ready(model_name: str, model_version: str | None) -> dict[str, Any]:
         return {"name": find_model(slot, model_name, model_version).runtime.name, "ready": True}
 
-    async def infer(
-        request: Request, model_name: str, model_version: str | None = None
-    ) -> Response:
+    async def infer(request: Request, model_name: str, model_version: str | None) -> Response:
         body = await endpoints.infer(request.headers, request.receive, model_name, model_version)
         return Response(body, media_type="application/json")
 
-    for prefix in PREFIXES:
-        router.add_api_route(prefix, metadata, methods=["GET"], response_model=ModelMetadata)
-        router.add_api_route(
-            f"{prefix}/ready", model_ready, methods=["GET"], response_model=ModelReady
-        )
-        router.add_api_route(
-            f"{prefix}/infer", infer, methods=["POST"], response_model=InferResponse
-        )
+    # The same three operations with and without a version in the path (no query parameters).
+    @router.get(PREFIX, response_model=ModelMetadata)
+    async def model_metadata(model_name: str) -> dict[str, Any]:
+        return describe(model_name, None)
+
+    @router.get(VERSIONED, response_model=ModelMetadata)
+    async def model_version_metadata(model_name: str, model_version: str) -> dict[str, Any]:
+        return describe(model_name, model_version)
+
+    @router.get(f"{PREFIX}/ready", response_model=ModelReady)
+    async def model_ready(model_name: str) -> dict[str, Any]:
+        return ready(model_name, None)
+
+    @router.get(f"{VERSIONED}/ready", response_model=ModelReady)
+    async def model_version_ready(model_name: str, model_version: str) -> dict[str, Any]:
+        return ready(model_name, model_version)
+
+    @router.post(f"{PREFIX}/infer", response_model=InferResponse)
+    async def model_infer(request: Request, model_name: str) -> Response:
+        return await infer(request, model_name, None)
+
+    @router.post(f"{VERSIONED}/infer", response_model=InferResponse)
+    async def model_version_infer(
+        request: Request, model_name: str, model_version: str
+    ) -> Response:
+        return await infer(request, model_name, model_version)
+
     return router

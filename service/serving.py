@@ -113,17 +113,22 @@ class Server(uvicorn.Server):
 
 
 class Supervisor(Multiprocess):
-    """uvicorn's worker supervisor, closing its copy of the listening socket before the
-    workers drain (else the kernel keeps completing connections that no worker accepts,
-    and resets them when the parent exits), and waiting a bounded time for them."""
+    """uvicorn's worker supervisor, stopping the shared listening socket before the workers
+    drain (uvicorn's keeps it open: the kernel queues connections that no worker accepts,
+    and resets them once the last copy closes), and waiting a bounded time for them."""
 
     def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], grace: float):
         super().__init__(config, sockets)
         self.grace = grace
 
     def terminate_all(self) -> None:
-        """Stop accepting, then ask every worker to drain."""
+        """Stop accepting, for every worker at once, then ask each to drain."""
         for sock in self.sockets:
+            # On Linux this stops the listening socket the workers share: until the last
+            # worker has closed its copy, connections would still be queued, then reset. It
+            # comes before any drain sends 'Connection: close', so no client is reconnecting.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
             sock.close()
         super().terminate_all()
 
