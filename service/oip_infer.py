@@ -44,7 +44,8 @@ DATATYPES = frozenset(
     ]
 )
 MODEL_DATATYPE = "FP32"
-REQUEST_FIELDS = ("id", "parameters", "inputs", "outputs")
+# kserve's InferenceRESTClient also sends the model's name in the body (the path decides).
+REQUEST_FIELDS = ("id", "model_name", "parameters", "inputs", "outputs")
 TENSOR_FIELDS = ("name", "shape", "datatype", "parameters", "data")
 OUTPUT_FIELDS = ("name", "parameters")
 BINARY_SIZE = "binary_data_size"
@@ -87,6 +88,8 @@ def parse_infer(
     request_id = payload.get("id")
     if "id" in payload and type(request_id) is not str:
         raise BadRequest("'id' must be a string")
+    if "model_name" in payload and type(payload["model_name"]) is not str:
+        raise BadRequest("'model_name' must be a string")
     _object(payload, "parameters", "the request's")
     inputs = payload.get("inputs")
     if type(inputs) is not list or any(type(t) is not dict for t in inputs):

@@ -221,6 +221,7 @@ def infer_schema(card: ModelCard, limit: int) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "id": {"type": "string"},
+            "model_name": {"type": "string", "description": "Ignored: the path names the model."},
             "parameters": {"type": "object"},
             "inputs": {
                 "type": "array",

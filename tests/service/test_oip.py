@@ -75,6 +75,19 @@ def test_infer_matches_predict(image: TestClient, image_card: ModelCard) -> None
         assert probs["data"][i * 10 : (i + 1) * 10] == list(alone.values())
 
 
+def test_infer_accepts_what_kserve_and_tritonclient_send(image: TestClient) -> None:
+    body = {
+        "id": "k-1",
+        "model_name": "digits",  # kserve's InferenceRESTClient puts it in the body
+        "parameters": {"binary_data_output": False},
+        "inputs": [{**GOOD, "parameters": {}}],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": False}}],
+    }
+    response = image.post("/v2/models/digits/infer", json=body)
+    assert response.status_code == 200, response.text
+    assert [o["name"] for o in response.json()["outputs"]] == ["probabilities"]
+
+
 def test_infer_nested_data_and_selected_outputs(image: TestClient, image_card: ModelCard) -> None:
     flat = image_card.golden[0].input
     nested = [[[flat[r * 8 : (r + 1) * 8] for r in range(8)]]]
@@ -177,6 +190,7 @@ def test_infer_model_refusals_are_422(
             "output's 'parameters' must be an object",
         ),
         ({"inputs": [GOOD], "s3cr3t": 1}, 400, "the infer request has a field other than"),
+        ({"inputs": [GOOD], "model_name": 1}, 400, "'model_name' must be a string"),
         ({"inputs": []}, 422, "the model takes exactly one input tensor, 'input'"),
         ({"inputs": [GOOD, GOOD]}, 422, "the model takes exactly one input tensor"),
         ({"inputs": [GOOD], "outputs": [{"name": "s3cr3t"}]}, 422, "unknown output name"),
