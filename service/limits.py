@@ -8,15 +8,21 @@
   restart a pod that is merely busy).
 
 Bodies are bounded by MAX_BODY_BYTES, so the requests in progress hold at most
-``max_concurrency`` x MAX_BODY_BYTES of body between them.
+``max_concurrency`` x MAX_BODY_BYTES of body between them. Under ``service.protocol``,
+every 4xx answer is also reported with the time it took, for the connection's backoff.
 """
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import HeadersTooLarge, Overloaded, error_response
 from service.paths import PROBE_PATHS, route_path
+
+# The ASGI scope extension of service.protocol: {"report": callable(seconds)} for a 4xx.
+BACKOFF = "bnfold.backoff"
 
 
 class RequestLimits:
@@ -48,8 +54,19 @@ class RequestLimits:
             )
             await response(scope, receive, send)
             return
+        backoff = scope.get("extensions", {}).get(BACKOFF, {}).get("report")  # service.protocol
         self.in_progress += 1
         try:
-            await self.app(scope, receive, send)
+            if backoff is None:
+                await self.app(scope, receive, send)
+                return
+            start = time.perf_counter()
+
+            async def send_and_report(message: Message) -> None:
+                if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                    backoff(time.perf_counter() - start)
+                await send(message)
+
+            await self.app(scope, receive, send_and_report)
         finally:
             self.in_progress -= 1

@@ -13,6 +13,10 @@ once (a request already on its way is then reset). Per connection, this adds:
 * at most ``max_connections`` per worker: a new connection beyond it closes the
   longest idle one (never one with a request in progress), so a flood of idle
   or half-open connections cannot lock the health probes out;
+* a backoff after a refused request: a 4xx answer that took t seconds to produce
+  leaves the connection unread for ``error_backoff`` x t (at most
+  ``error_backoff_max``), so that a client flooding the service with costly bad
+  requests gets its share cut in proportion, and a normal client keeps its own;
 * a drain at shutdown: every response from then on says ``Connection: close``,
   an idle connection first gets ``drain_idle`` seconds for a request already on
   its way. uvicorn's server stops accepting and waits (TIMEOUT_SHUTDOWN at most).
@@ -35,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from service.errors import HeadersTooLarge, RequestTimeout, error_body
+from service.limits import BACKOFF
 
 log = logging.getLogger("service")
 _ticks = itertools.count()  # orders connections by their last activity
@@ -63,6 +68,8 @@ class ConnectionLimits:
     headers: float = 10.0
     body: float = 30.0
     drain_idle: float = 1.0
+    error_backoff: float = 50.0
+    error_backoff_max: float = 1.0
 
 
 class ServiceConfig(uvicorn.Config):
@@ -105,6 +112,8 @@ class ServiceProtocol(HttpToolsProtocol):
         self.timer: asyncio.TimerHandle | None = None
         self.draining = False
         self.last_active = next(_ticks)
+        self.refused_cost = 0.0  # seconds the last refused request took (service.limits)
+        self.extensions: dict[str, dict[object, object]] = {BACKOFF: {"report": self._refused}}
 
     # --- connection -----------------------------------------------------------------------
 
@@ -183,6 +192,7 @@ class ServiceProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope["extensions"] = self.extensions
         self._unset_keepalive_if_required()
         self.begun = self.loop.time()
 
@@ -203,9 +213,29 @@ class ServiceProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         self.last_active = next(_ticks)
+        delay = min(self.refused_cost * self.limits.error_backoff, self.limits.error_backoff_max)
+        self.refused_cost = 0.0
+        if delay > 0 and not self.transport.is_closing():
+            # The connection is not read again (nor a pipelined request started) for a while.
+            self.flow.pause_reading()
+            self.loop.call_later(delay, self._after_backoff)
+            return
+        self._next_request()
+
+    def _next_request(self) -> None:
         super().on_response_complete()
         if self.begun:  # the next request is arriving: its own timer runs
             self._unset_keepalive_if_required()
+
+    def _after_backoff(self) -> None:
+        if self.draining:
+            self.transport.close()
+        elif not self.transport.is_closing():
+            self._next_request()
+
+    def _refused(self, seconds: float) -> None:
+        """``service.limits`` reports a 4xx answer that took ``seconds`` to produce."""
+        self.refused_cost = max(self.refused_cost, seconds)
 
     def _arm_request_timer(self) -> None:
         if self.timer is not None or not self.begun or self.transport.is_closing():

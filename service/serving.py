@@ -77,6 +77,8 @@ def make_config(settings: Settings, app: Any, **options: Any) -> ServiceConfig:
         headers=settings.timeout_headers,
         body=settings.timeout_body,
         drain_idle=settings.timeout_shutdown_idle,
+        error_backoff=settings.error_backoff,
+        error_backoff_max=settings.error_backoff_max,
     )
     return ServiceConfig(
         app,

@@ -130,6 +130,17 @@ class Settings(BaseSettings):
         description="TIMEOUT_SHUTDOWN_IDLE: after SIGTERM, seconds an idle keep-alive connection "
         "stays open for a request already on its way (answered with 'Connection: close').",
     )
+    error_backoff: float = Field(
+        default=50.0,
+        ge=0,
+        le=10_000,
+        description="ERROR_BACKOFF: after a 4xx answer that took t seconds, the connection is "
+        "not read for ERROR_BACKOFF x t (0: off), so that costly bad requests cannot crowd out "
+        "good ones.",
+    )
+    error_backoff_max: float = Field(
+        default=1.0, ge=0, le=60, description="ERROR_BACKOFF_MAX: the longest such pause, seconds."
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)

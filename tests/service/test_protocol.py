@@ -28,6 +28,8 @@ LIMITS = {
     "MAX_HEADERS": "20",
     "MAX_CONNECTIONS": "40",
     "MAX_CONCURRENCY": "4",
+    "ERROR_BACKOFF": "5000",  # any 4xx costs more than 0.1 ms: a pause of ERROR_BACKOFF_MAX
+    "ERROR_BACKOFF_MAX": "0.5",
 }
 WAIT = 6.0  # seconds a test waits for a timer of about 1 s, on a busy machine
 
@@ -216,3 +218,17 @@ def test_keep_alive_serves_several_requests_on_one_connection(server: Server) ->
         for _ in range(3):
             assert client.get(f"{server.url}/health/live").status_code == 200
         assert client.get(f"{server.url}/health/live").headers.get("connection") != "close"
+
+
+def test_a_connection_is_paused_after_a_refused_request_and_only_that_one(
+    server: Server,
+) -> None:
+    # Defect 1's flood: costly bad requests must not crowd out a normal client.
+    with httpx.Client() as bad, httpx.Client() as good:
+        assert bad.post(f"{server.url}/predict", content=b"[[[").status_code == 415
+        start = time.monotonic()
+        assert good.get(f"{server.url}/health/live").status_code == 200  # another connection
+        assert good.get(f"{server.url}/health/live").status_code == 200
+        assert time.monotonic() - start < 0.4
+        assert bad.get(f"{server.url}/health/live").status_code == 200  # waited for its pause
+        assert time.monotonic() - start >= 0.4
