@@ -8,15 +8,14 @@
   restart a pod that is merely busy).
 
 Bodies are bounded by MAX_BODY_BYTES, so the requests in progress hold at most
-``max_concurrency`` x MAX_BODY_BYTES of body between them. Under ``service.protocol``,
-every 4xx answer is also reported with the time it took, for the connection's backoff.
+``max_concurrency`` x MAX_BODY_BYTES of body between them. ``BACKOFF`` names the scope
+extension through which ``service.protocol`` hears of every 4xx (reported by
+``service.metrics``, which watches every response anyway).
 """
 
 from __future__ import annotations
 
-import time
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import HeadersTooLarge, Overloaded, error_response
 from service.paths import PROBE_PATHS, route_path
@@ -54,19 +53,8 @@ class RequestLimits:
             )
             await response(scope, receive, send)
             return
-        backoff = scope.get("extensions", {}).get(BACKOFF, {}).get("report")  # service.protocol
         self.in_progress += 1
         try:
-            if backoff is None:
-                await self.app(scope, receive, send)
-                return
-            start = time.perf_counter()
-
-            async def send_and_report(message: Message) -> None:
-                if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
-                    backoff(time.perf_counter() - start)
-                await send(message)
-
-            await self.app(scope, receive, send_and_report)
+            await self.app(scope, receive, send)
         finally:
             self.in_progress -= 1

@@ -193,11 +193,14 @@ class ServiceProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = self.extensions
-        self._unset_keepalive_if_required()
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         self.begun = self.loop.time()
 
     def on_headers_complete(self) -> None:
-        self._cancel_timer()
+        if self.timer is not None:
+            self._cancel_timer()
         self.in_head, self.in_body = False, True
         self.head_bytes = 0
         self.begun = self.loop.time()
@@ -206,13 +209,20 @@ class ServiceProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
-        self._cancel_timer()
+        if self.timer is not None:
+            self._cancel_timer()
         self.in_head, self.in_body = True, False
         self.begun = 0.0
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
         self.last_active = next(_ticks)
+        if self.refused_cost:
+            self._back_off()
+        else:
+            self._next_request()
+
+    def _back_off(self) -> None:
         delay = min(self.refused_cost * self.limits.error_backoff, self.limits.error_backoff_max)
         self.refused_cost = 0.0
         if delay > 0 and not self.transport.is_closing():
