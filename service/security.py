@@ -13,14 +13,27 @@ PUBLIC_PATHS = frozenset(("/health/live", "/health/ready", "/v2/health/live", "/
 
 
 class TokenGuard:
-    """Answers 401 unless ``Authorization: Bearer <token>`` matches, compared in constant time."""
+    """Answers 401 unless ``Authorization: Bearer <token>`` matches, compared in constant time.
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    ``public`` paths (exact) and ``public_prefixes`` pass without it: the probes, and the
+    browser pages and their files (``service.ui.public_paths``).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        public: frozenset[str] = PUBLIC_PATHS,
+        public_prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
+        self.public = public
+        self.public_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.public or path.startswith(self.public_prefixes):
             await self.app(scope, receive, send)
             return
         given = b""

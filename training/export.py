@@ -36,6 +36,7 @@ from bnfold.card import (
     NumericFeature,
     TabularSpec,
 )
+from bnfold.card_markdown import card_markdown
 from bnfold.onnxwire import count_ops
 from training.atomic import write_bytes_atomic, write_text_atomic
 from training.checkpoint import Checkpoint, load_checkpoint
@@ -57,6 +58,7 @@ from training.verify import PARITY_TOLERANCE, run_alone
 
 MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
+CARD_MARKDOWN_FILE = "card.md"  # the same card for people (what GET /model/card.md serves)
 DEFAULT_OPSET = 18
 GOLDEN_TOLERANCE = PARITY_TOLERANCE  # the service checks the golden samples to this
 FOLD_SAMPLES = 256  # inputs that drive the per-fold verification
@@ -148,6 +150,7 @@ def export_network(
     path = out / MODEL_FILE
     write_bytes_atomic(path, data)
     write_text_atomic(out / CARD_FILE, json.dumps(card.public(), indent=2) + "\n")
+    write_text_atomic(out / CARD_MARKDOWN_FILE, card_markdown(card))
     return ExportResult(
         path=path,
         card=card,

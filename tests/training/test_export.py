@@ -12,6 +12,7 @@ import torch
 from training_checkpoints import make_checkpoint
 
 from bnfold import digest
+from bnfold.card_markdown import card_markdown
 from bnfold.onnxwire import count_ops
 from training.data import load_splits
 from training.errors import UsageError
@@ -48,6 +49,9 @@ def test_export_is_folded_true_to_its_card_and_to_the_oracle(
     assert model.opset_import[0].version >= 17
     onnx.checker.check_model(model, full_check=True)
     assert (tmp_path / "card.json").is_file()
+    # The human card beside it renders the card sealed in the file (its digest included).
+    assert (tmp_path / "card.md").read_text() == card_markdown(card)
+    assert card.digest in (tmp_path / "card.md").read_text()
 
     # The golden samples are the unfolded model's outputs, and ONNX Runtime reproduces them.
     session = ort_session(str(result.path))
