@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import signal
 import sys
 import textwrap
 import typing
@@ -103,6 +104,10 @@ def _constraints(field: Any) -> list[str]:
     return facts
 
 
+def _exit_drained(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m service") -> int:
     """Run the service; return the exit status (2 for a refused model or setting)."""
     args = build_parser(prog).parse_args(argv)
@@ -144,6 +149,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m service") -> 
         "lifespan": "on",
         "server_header": False,
     }
+    # uvicorn drains on SIGTERM, then raises the signal again, whose default action ends the
+    # process with status 143 (which `make serve` reports as "Terminated"). A drained server
+    # has done its job: it exits 0, as it does as a container's PID 1 or with several workers.
+    signal.signal(signal.SIGTERM, _exit_drained)
     if settings.workers == 1:
         from service.app import create_app
 
