@@ -17,23 +17,29 @@ CHROMIUM ?= /usr/bin/chromium
 .PHONY: setup serve model test lint typecheck pytest chromium docker-smoke k8s-validate \
 	default-model bench clean
 
-# One venv, filled in three steps, each installing one more extra (pip keeps what is there):
-# serve = the service alone (what `make serve` needs for a model that exists), train = + torch,
-# onnx, scikit-learn... (installed only when a model must be trained), dev = + linters, type
-# checker, test clients and the browser driver (`make test`).
+# One venv, with one of three sets of extras: serve = the service alone (what `make serve` needs
+# for a model that exists), train = + torch, onnx, scikit-learn... (installed only when a model
+# must be trained), dev = + linters, type checker, test clients and the browser driver (`make
+# test`). Each step installs only what is missing and marks the smaller sets done too. The
+# project itself is installed editable in a developer's venv (the dev set); for serving and
+# training a plain install does, since both run from the working tree.
+VENV_NEW = test -x $(PY) || { $(PYTHON) -m venv $(VENV) && $(PIP) --upgrade pip; }
+EDITABLE = $(if $(wildcard $(VENV)/.dev),-e )
+
 $(VENV)/.serve: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip
-	$(PIP) -e '.[serve]'
+	$(VENV_NEW)
+	$(PIP) $(EDITABLE)'.[serve]'
 	touch $@
 
-$(VENV)/.train: $(VENV)/.serve
-	$(PIP) -e '.[train,serve]'
-	touch $@
+$(VENV)/.train: pyproject.toml
+	$(VENV_NEW)
+	$(PIP) $(EDITABLE)'.[train,serve]'
+	touch $(VENV)/.serve $@
 
-$(VENV)/.dev: $(VENV)/.train
+$(VENV)/.dev: pyproject.toml
+	$(VENV_NEW)
 	$(PIP) -e '.[train,serve,dev]'
-	touch $@
+	touch $(VENV)/.serve $(VENV)/.train $@
 
 setup: $(VENV)/.dev
 
