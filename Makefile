@@ -22,18 +22,20 @@ CHROMIUM ?= /usr/bin/chromium
 # must be trained), dev = + linters, type checker, test clients and the browser driver (`make
 # test`). Each step installs only what is missing and marks the smaller sets done too. The
 # project itself is installed editable in a developer's venv (the dev set); for serving and
-# training a plain install does, since both run from the working tree.
-VENV_NEW = test -x $(PY) || { $(PYTHON) -m venv $(VENV) && $(PIP) --upgrade pip; }
+# training a plain install does, since both run from the working tree. Serving and training
+# skip pip's byte-compiling of every installed file (--no-compile: measured 35 s instead of
+# 138 s for the train set here); Python compiles the modules it imports when it imports them.
+VENV_NEW = test -x $(PY) || $(PYTHON) -m venv $(VENV)
 EDITABLE = $(if $(wildcard $(VENV)/.dev),-e )
 
 $(VENV)/.serve: pyproject.toml
 	$(VENV_NEW)
-	$(PIP) $(EDITABLE)'.[serve]'
+	$(PIP) --no-compile $(EDITABLE)'.[serve]'
 	touch $@
 
 $(VENV)/.train: pyproject.toml
 	$(VENV_NEW)
-	$(PIP) $(EDITABLE)'.[train,serve]'
+	$(PIP) --no-compile $(EDITABLE)'.[train,serve]'
 	touch $(VENV)/.serve $@
 
 $(VENV)/.dev: pyproject.toml
@@ -53,7 +55,7 @@ model: $(ARTIFACTS)/model.onnx
 
 # Binds 127.0.0.1 unless HOST is set. The server replaces the recipe's shell (exec), so Ctrl-C
 # and SIGTERM reach it directly: it drains and exits, and make has no error to report.
-serve: $(VENV)/.serve $(MODEL)
+serve: $(MODEL) $(VENV)/.serve
 	@echo "serve: $(MODEL) on http://$(HOST):$(PORT)/ (demo page), /docs (API docs); Ctrl-C stops it"
 	@MODEL_PATH=$(MODEL) exec $(PY) -m service --host $(HOST) --port $(PORT)
 
