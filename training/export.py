@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -42,6 +41,7 @@ from training.atomic import write_bytes_atomic, write_text_atomic
 from training.checkpoint import Checkpoint, load_checkpoint
 from training.data import load_splits
 from training.errors import UsageError
+from training.folder_swap import check_target, update_folder
 from training.folding import fold_batchnorm
 from training.input_fold import fold_standardization_into
 from training.onnx_graph import (
@@ -59,6 +59,9 @@ from training.verify import PARITY_TOLERANCE, run_alone
 MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
 CARD_MARKDOWN_FILE = "card.md"  # the same card for people (what GET /model/card.md serves)
+VERIFY_FILE = "verify.json"
+# Files describing an earlier model: an export removes them, so a folder never mixes two models.
+STALE_AFTER_EXPORT = (VERIFY_FILE,)
 DEFAULT_OPSET = 18
 GOLDEN_TOLERANCE = PARITY_TOLERANCE  # the service checks the golden samples to this
 FOLD_SAMPLES = 256  # inputs that drive the per-fold verification
@@ -109,7 +112,7 @@ def export_network(
     if opset < 17:
         raise UsageError(f"--opset must be at least 17, got {opset}")
     out = Path(out_dir)
-    ensure_writable_dir(out)
+    check_target(out)
     fold = fold_batchnorm(net.eval(), example)
     summary = fold.report.summary()
     if summary["refused"] and not allow_unfolded:
@@ -147,10 +150,13 @@ def export_network(
         **(fields.extra or {}),
     )
     data, card = seal_model(model, card)
+    with update_folder(out) as stage:
+        for stale in STALE_AFTER_EXPORT:
+            (stage / stale).unlink(missing_ok=True)
+        write_bytes_atomic(stage / MODEL_FILE, data)
+        write_text_atomic(stage / CARD_FILE, json.dumps(card.public(), indent=2) + "\n")
+        write_text_atomic(stage / CARD_MARKDOWN_FILE, card_markdown(card))
     path = out / MODEL_FILE
-    write_bytes_atomic(path, data)
-    write_text_atomic(out / CARD_FILE, json.dumps(card.public(), indent=2) + "\n")
-    write_text_atomic(out / CARD_MARKDOWN_FILE, card_markdown(card))
     return ExportResult(
         path=path,
         card=card,
@@ -169,7 +175,7 @@ def export_checkpoint(
     opset: int = DEFAULT_OPSET,
 ) -> ExportResult:
     """Fold and export a training checkpoint to ``out_dir/model.onnx``."""
-    ensure_writable_dir(Path(out_dir))
+    check_target(out_dir)
     ckpt = load_checkpoint(checkpoint)
     splits = load_splits(ckpt.data_spec)
     net = ckpt.build()
@@ -195,16 +201,6 @@ def export_checkpoint(
         allow_unfolded=allow_unfolded,
         opset=opset,
     )
-
-
-def ensure_writable_dir(path: Path) -> None:
-    """Create ``path`` if needed and prove a file can be written there, before any work."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise UsageError(f"output folder {path} is not writable: {exc.strerror}") from None
 
 
 def golden_inputs(

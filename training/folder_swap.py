@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,9 +70,9 @@ def recover(folder: Path) -> None:
     remove_stale_temporaries(folder)
 
 
-def check_target(folder: Path) -> None:
-    """``UsageError`` unless ``folder`` can be replaced as a whole."""
-    folder = folder.absolute()
+def check_target(folder: str | os.PathLike[str]) -> None:
+    """``UsageError`` unless ``folder`` can be written and replaced as a whole (before any work)."""
+    folder = Path(folder).absolute()
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} exists and is not a folder")
     cwd = Path.cwd().absolute()
@@ -80,6 +81,14 @@ def check_target(folder: Path) -> None:
             f"--out {folder} is the current folder or contains it; a run folder is replaced "
             "as a whole, so choose a folder of its own (e.g. artifacts/NAME)"
         )
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix=f".{folder.name}.probe-", dir=folder.parent))
+        probe.rmdir()
+    except OSError as exc:
+        raise UsageError(
+            f"--out {folder}: cannot write in {folder.parent} ({exc.strerror or exc})"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -10,9 +10,13 @@ from training.checkpoint import Checkpoint, library_versions, save_checkpoint
 from training.config import STATS_MODES, ModelConfig, TrainConfig
 from training.data import Splits
 from training.distributed import DistEnv
+from training.folder_swap import update_folder
 from training.options import applicable
 from training.plots import plot_bn_stats, plot_curves, plot_lr
 from training.train import FitResult
+
+# Files of an earlier training's export: a new checkpoint makes them another run's.
+STALE_AFTER_TRAINING = ("model.onnx", "card.json", "card.md", "verify.json")
 
 
 def write_run_folder(
@@ -23,8 +27,25 @@ def write_run_folder(
     train_config: TrainConfig,
     env: DistEnv,
 ) -> None:
-    """Write checkpoint, per-epoch metrics, summary and plots into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write checkpoint, per-epoch metrics, summary and plots into ``out``, all at once.
+
+    ``out`` is replaced as a whole (``training.folder_swap``): a crash leaves either the
+    previous run folder or this one, never a mix.
+    """
+    with update_folder(out) as stage:
+        for stale in STALE_AFTER_TRAINING:
+            (stage / stale).unlink(missing_ok=True)
+        _write(stage, result, splits, model_config, train_config, env)
+
+
+def _write(
+    out: Path,
+    result: FitResult,
+    splits: Splits,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    env: DistEnv,
+) -> None:
     versions = library_versions()
     save_checkpoint(
         out / "checkpoint.pt",

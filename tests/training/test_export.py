@@ -114,7 +114,7 @@ def test_not_a_bnfold_checkpoint(tmp_path: Path) -> None:
 def test_output_folder_not_writable(wine_ckpt: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(UsageError, match="not writable"):
+    with pytest.raises(UsageError, match="cannot write in"):
         export_checkpoint(wine_ckpt, blocker / "out")
 
 
@@ -168,3 +168,41 @@ def test_unfoldable_bn_is_an_error_unless_allowed(
     result = export_checkpoint(wine_ckpt, tmp_path, allow_unfolded=True)
     assert result.card.bn_nodes == 1 == count_ops(result.path.read_bytes(), "BatchNormalization")
     assert result.card.fold.refused == 1
+
+
+def test_an_export_removes_the_previous_models_verification(
+    wine_ckpt: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "verify.json").write_text('{"passed": true}')  # of an earlier model
+    export_checkpoint(wine_ckpt, tmp_path)
+    assert not (tmp_path / "verify.json").exists()
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "card.json").is_file()
+
+
+@pytest.mark.slow
+def test_kill_9_during_export_never_mixes_two_models(wine_ckpt: Path, tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    export_checkpoint(wine_ckpt, out, name="first")
+    command = [sys.executable, "-m", "training", "export", str(wine_ckpt), "--out", str(out)]
+    for delay in (2.5, 3.5, 4.5):
+        child = subprocess.Popen(
+            [*command, "--name", f"n{int(delay * 10)}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        model_card = digest.check((out / "model.onnx").read_bytes())
+        public = json.loads((out / "card.json").read_text())
+        assert public["digest"] == model_card.digest, "model.onnx and card.json of two exports"
+    export_checkpoint(wine_ckpt, out)  # the next export cleans up after the killed ones
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

@@ -23,7 +23,7 @@ from training.console import EpochProgress, say, seconds
 from training.data import Splits, load_splits, make_data_spec
 from training.distributed import DistEnv
 from training.errors import UsageError
-from training.export import ensure_writable_dir
+from training.folder_swap import check_target
 from training.option_parser import from_args
 from training.run_folder import write_run_folder
 from training.train import check_batch_size, fit, resolve_device
@@ -76,16 +76,13 @@ def run_train(args: argparse.Namespace) -> Path:
         )
     spec = make_data_spec(**data.spec_arguments())
     out = data.out or Path("artifacts") / str(spec["name"])
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+    check_target(out)
     splits = load_splits(spec)
     model_config, train_config = configs_from_args(args, splits)
     check_batch_size(len(splits.train), train_config, env)
     device = resolve_device(train_config.device)
     if run_options.threads and device.type == "cpu":
         torch.set_num_threads(run_options.threads)
-    if env.is_main:
-        ensure_writable_dir(out)  # the last check: a run that cannot be saved does not start
     tdist.setup(env, device)
     progress = None
     if env.is_main:

@@ -126,7 +126,7 @@ def test_train_writes_the_run_folder(tmp_path: Path) -> None:
         (["--threads", "-1"], "--threads must be >= 0, got -1"),
         (["--val-fraction", "0.5", "--test-fraction", "0.5"], "must be < 1"),
         (["--sync-bn"], "--sync-bn needs a multi-process launch"),
-        (["--out", "/proc/bnfold-run"], "output folder /proc/bnfold-run is not writable"),
+        (["--out", "/proc/bnfold-run"], "--out /proc/bnfold-run: cannot write in /proc"),
         (["--widths", "8,8,8,8"], "too small"),
         (["--dataset", "wine", "--model", "cnn"], "needs image data"),
     ],
