@@ -29,8 +29,8 @@ RUN python -m venv --without-pip /opt/venv \
 
 # The code and the model, with permissions made readable by the service user whatever they
 # were in the build context (atomic writes leave 0600 files; git checkouts give 0644), and the
-# code byte-compiled (the root filesystem is read-only on Kubernetes). MODEL: any bnfold ONNX
-# file under models/ or artifacts/ in the build context (.dockerignore lets *.onnx there in).
+# code byte-compiled (the root filesystem is read-only on Kubernetes). MODEL: a bnfold ONNX
+# file below models/ or artifacts/ (.dockerignore lets those folders in, without checkpoints).
 ARG MODEL=models/digits/model.onnx
 COPY bnfold/ /app/bnfold/
 COPY service/ /app/service/
