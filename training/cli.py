@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {train,fold,export,verify,all} ...``.
+"""Command line: ``python -m training {train,fold,export,export-module,verify,all} ...``.
 
 The parsers come from torch-free modules (``training.commands``: see there how
 a command is laid out), so ``--help`` and argument errors answer at once; a

@@ -10,3 +10,9 @@ from __future__ import annotations
 
 class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type name), for a one-line error."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

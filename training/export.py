@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -40,7 +41,7 @@ from bnfold.onnxwire import count_ops
 from training.atomic import write_bytes_atomic, write_text_atomic
 from training.checkpoint import Checkpoint, load_checkpoint
 from training.data import load_splits
-from training.errors import UsageError
+from training.errors import UsageError, first_line
 from training.folder_swap import check_target, update_folder
 from training.folding import fold_batchnorm
 from training.input_fold import fold_standardization_into
@@ -123,7 +124,10 @@ def export_network(
             "pass --allow-unfolded to export them as BatchNormalization nodes"
         )
 
-    model = to_onnx(WithProbabilities(fold.model), example[:2], opset=opset)
+    try:
+        model = to_onnx(WithProbabilities(fold.model), example[:2], opset=opset)
+    except Exception as exc:  # the exporter raises many types; a user's module may hit any
+        raise UsageError(f"torch.onnx.export cannot export the model: {root_cause(exc)}") from exc
     bn_nodes = count_ops(model.SerializeToString(), "BatchNormalization")
     if bn_nodes and not allow_unfolded:
         raise UsageError(f"the exported graph still has {bn_nodes} BatchNormalization node(s)")
@@ -203,19 +207,44 @@ def export_checkpoint(
     )
 
 
+def root_cause(exc: BaseException) -> str:
+    """The first line of the innermost explicitly chained cause, without terminal colours.
+
+    The exporter wraps the useful message ("No ONNX function found for aten.linalg_eig")
+    in generic ones ("Failed to convert the exported program ... Next steps:").
+    """
+    inner = exc
+    for _ in range(16):  # a bounded walk: a cause chain may be a cycle
+        if inner.__cause__ is None:
+            break
+        inner = inner.__cause__
+    return re.sub(r"\x1b\[[0-9;]*m", "", first_line(inner))
+
+
 def golden_inputs(
-    x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, labels: Sequence[str]
+    x_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    labels: Sequence[str],
+    *,
+    test_name: str = "test",
+    train_name: str = "training",
+    class_word: str = "class",
 ) -> list[tuple[str, np.ndarray]]:
-    """One test sample per class (up to 8 classes), then edge cases of the training range."""
+    """One test sample per class (up to 8 classes), then edge cases of the training range.
+
+    The names word the notes: ``test[3] (class cat)``, ``training mean``...
+    """
     chosen: list[tuple[str, np.ndarray]] = []
     for label in np.unique(y_test)[:8]:
         index = int(np.flatnonzero(y_test == label)[0])
-        chosen.append((f"test[{index}] (class {labels[int(label)]})", x_test[index]))
+        note = f"{test_name}[{index}] ({class_word} {labels[int(label)]})"
+        chosen.append((note, x_test[index]))
     chosen += [
         ("all zeros", np.zeros_like(x_train[0])),
-        ("training mean", x_train.mean(axis=0)),
-        ("training maximum per feature", x_train.max(axis=0)),
-        ("training minimum per feature", x_train.min(axis=0)),
+        (f"{train_name} mean", x_train.mean(axis=0)),
+        (f"{train_name} maximum per feature", x_train.max(axis=0)),
+        (f"{train_name} minimum per feature", x_train.min(axis=0)),
     ]
     return chosen
 
@@ -227,7 +256,10 @@ def golden_samples(
     which must be within ``GOLDEN_TOLERANCE``."""
     x = np.stack([np.asarray(sample, dtype=np.float32) for _, sample in inputs])
     logits, probs = reference_outputs(oracle, x)
-    _, got = run_alone(ort_session(model), x)
+    try:
+        _, got = run_alone(ort_session(model), x)
+    except Exception as exc:  # onnxruntime's errors have no common base class
+        raise UsageError(f"ONNX Runtime cannot run the exported graph: {first_line(exc)}") from exc
     diff = float(np.max(np.abs(got - probs)))
     if not diff <= GOLDEN_TOLERANCE:
         raise UsageError(

@@ -10,6 +10,8 @@ from torch import nn
 
 from training.checkpoint import Checkpoint
 
+REFERENCE_BATCH = 256
+
 
 class Standardize(nn.Module):
     """``(x - mean) / std`` per feature (2-D input) or per channel (image input)."""
@@ -42,10 +44,20 @@ def reference_model(ckpt: Checkpoint) -> nn.Module:
     return nn.Sequential(Standardize(mean, std), ckpt.build()).eval()
 
 
-def reference_outputs(model: nn.Module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and softmax probabilities of ``model`` on ``x``, computed in float64."""
+def reference_outputs(
+    model: nn.Module, x: np.ndarray, *, batch_size: int = REFERENCE_BATCH
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and softmax probabilities of ``model`` on ``x``, computed in float64.
+
+    In batches of ``batch_size`` (eval mode: the result does not depend on it), so
+    the float64 activations of a large model on many images fit in memory.
+    """
     model64 = copy.deepcopy(model).double().eval()
+    logits, probs = [], []
     with torch.no_grad():
-        logits = model64(torch.as_tensor(x, dtype=torch.float64))
-        probs = torch.softmax(logits, dim=-1)
-    return logits.numpy(), probs.numpy()
+        for start in range(0, len(x), batch_size):
+            chunk = torch.as_tensor(x[start : start + batch_size], dtype=torch.float64)
+            out = model64(chunk)
+            logits.append(out.numpy())
+            probs.append(torch.softmax(out, dim=-1).numpy())
+    return np.concatenate(logits), np.concatenate(probs)

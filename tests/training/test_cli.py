@@ -56,6 +56,9 @@ def test_help_and_argument_errors_import_no_torch() -> None:
         ["export", "model.pt"],  # --out missing
         ["fold", "ckpt.pt", "--samples", "0"],
         ["verify", "m.onnx", "--split", "holdout"],
+        ["export-module", "m.py:build", "--input-shape", "3,32", "--labels", "a,b", "--out", "o"],
+        ["export-module", "m.py:build", "--input-shape", "4", "--labels", "a,b", "--mean", "1"],
+        ["verify", "m.onnx", "--module", "m.py:build", "--std", "0"],
     ]
     # Last, a command that runs: it imports its implementation, so the probe can see torch.
     results = probe(*argvs, ["fold", "missing.pt"])

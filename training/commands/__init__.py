@@ -14,7 +14,7 @@
 Adding a command is adding its name here and those two modules.
 """
 
-COMMANDS = ("train", "fold", "export", "verify", "all")
+COMMANDS = ("train", "fold", "export", "export-module", "verify", "all")
 
 
 def module_of(command: str) -> str:

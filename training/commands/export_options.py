@@ -17,7 +17,8 @@ class ExportOptions:
     name: str | None = option(
         None,
         "export",
-        "model name on the service (default: <dataset>-<model kind>, e.g. digits-cnn)",
+        "model name on the service (default: <dataset>-<model kind>, e.g. digits-cnn; "
+        "export-module: the module file's name)",
     )
     allow_unfolded: bool = option(
         False,

@@ -1,10 +1,12 @@
-"""Options of ``python -m training verify`` (``VerifyOptions`` are shared with ``all``)."""
+"""Options of ``python -m training verify`` (``VerifyOptions`` are shared with ``all``;
+``ModuleOptions``, for ``--module``, with ``export-module``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
+from training.commands.export_module_options import ModuleOptions
 from training.config import ConsoleOptions
 from training.option_parser import add_options
 from training.options import option, options_class
@@ -36,6 +38,20 @@ class VerifyTarget:
     )
 
 
+@options_class
+class VerifyModule:
+    """A model written by ``export-module``: verified against the user's module."""
+
+    module: str | None = option(
+        None,
+        "your module",
+        "verify a model written by export-module against this module instead of a checkpoint "
+        "(give the same --weights, --mean/--std and --data as the export; without --data: "
+        "the same random inputs)",
+        metavar="FILE.py:FACTORY",
+    )
+
+
 def register(subparsers: Any) -> None:
     """Add the ``verify`` sub-command."""
     parser = subparsers.add_parser(
@@ -49,4 +65,6 @@ def register(subparsers: Any) -> None:
     )
     add_options(parser, VerifyTarget)
     add_options(parser, VerifyOptions)
+    add_options(parser, VerifyModule)
+    add_options(parser, ModuleOptions)
     add_options(parser, ConsoleOptions)
