@@ -130,11 +130,11 @@ def open_page(browser: Any) -> Iterator[Callable[[str, str], tuple[Any, Guard]]]
     assert not problems, "\n".join(problems)
 
 
-def screenshot(page: Any, name: str) -> Path:
-    """Save a full-page PNG under the artifacts folder; return its path."""
+def screenshot(page: Any, name: str, full_page: bool = True) -> Path:
+    """Save a PNG of the page (or of what the window shows) under the artifacts folder."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

@@ -38,7 +38,7 @@ def test_docs_without_a_token(service: Callable[..., str], open_page: OpenPage) 
     assert page.locator(".swagger-ui .btn.authorize").count() == 0  # nothing to authorize
     assert _try_get_model(page) == "200"
     assert ("/openapi.json", 200) in guard.api
-    screenshot(page, "docs.png")
+    screenshot(page, "docs.png", full_page=False)
 
 
 def test_docs_with_a_public_schema_and_authorize(
@@ -59,7 +59,8 @@ def test_docs_with_a_public_schema_and_authorize(
     expect(
         page.locator(MODEL_OP).locator(".live-responses-table tbody .response-col_status").first
     ).to_have_text("200")
-    screenshot(page, "docs-token-public.png")
+    page.locator(MODEL_OP).scroll_into_view_if_needed()
+    screenshot(page, "docs-token-public.png", full_page=False)
 
 
 @pytest.mark.parametrize("given", ["wrong-token-" + "q" * 12, TOKEN])
@@ -79,4 +80,5 @@ def test_docs_with_the_schema_behind_the_token(
     # The token given on the page is already in Swagger's Authorize dialog.
     expect(page.locator(".swagger-ui .btn.authorize.locked").first).to_be_visible()
     assert _try_get_model(page) == "200"
-    screenshot(page, "docs-token.png")
+    page.locator(MODEL_OP).scroll_into_view_if_needed()
+    screenshot(page, "docs-token.png", full_page=False)
