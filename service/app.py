@@ -22,7 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from service import __version__, schemas
-from service.body import read_json
+from service.body import read_json, read_sample
 from service.errors import install_handlers
 from service.fastpath import PredictFastPath
 from service.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
@@ -48,7 +48,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or invalid token",
         400: "Malformed JSON",
         413: "Body too large",
-        415: "Content-Type is not application/json",
+        415: "Unsupported Content-Type, or not a PNG/JPEG file",
         422: "Input does not fit the model",
         503: "Model not loaded",
     }
@@ -103,9 +103,11 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         responses=_errors(400, 401, 413, 415, 422, 503),
     )
     async def predict(request: Request) -> Response:
-        """Predict one sample, in the shape the model card declares."""
+        """Predict one sample, in the shape the model card declares, or one image file
+        (``image/png``, ``image/jpeg``, ``multipart/form-data``) for a model whose card says
+        how to decode files."""
         predictor = slot.get()
-        body = predictor.predict(await read_json(request.headers, request.receive, limit))
+        body = predictor.predict(await read_sample(request.headers, request.receive, limit))
         return Response(body, media_type=_JSON)
 
     @app.post(
@@ -231,10 +233,10 @@ def _document_bodies(spec: dict[str, Any], predictor: Predictor, settings: Setti
         if body is None or "post" not in item:
             continue
         schema, example = body
-        item["post"]["requestBody"] = {
-            "required": True,
-            "content": {_JSON: {"schema": schema, "examples": example}},
-        }
+        content = {_JSON: {"schema": schema, "examples": example}}
+        if path == "/predict":
+            content |= schemas.upload_content(card)
+        item["post"]["requestBody"] = {"required": True, "content": content}
 
 
 def app_from_env() -> FastAPI:

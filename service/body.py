@@ -11,6 +11,7 @@ from typing import Any
 from starlette.types import Receive
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.images import Upload, is_upload
 from service.jsonio import loads
 
 JSON = "application/json"
@@ -66,6 +67,24 @@ async def read_json(headers: Any, receive: Receive, limit: int) -> Any:
     check_json(headers.get("content-type"))
     check_length(headers.get("content-length"), limit)
     return loads(await receive_body(receive, limit))
+
+
+async def read_sample(headers: Any, receive: Receive, limit: int) -> Any:
+    """A ``/predict`` body: parsed JSON, or an image file (``image/png``, ``image/jpeg``,
+    ``multipart/form-data``) as an ``Upload`` that ``service.images`` decodes."""
+    content_type = headers.get("content-type")
+    media = media_type(content_type)
+    if not is_upload(media):
+        if media != JSON:
+            shown = "none" if media is None else repr(media[:40])
+            raise UnsupportedMediaType(
+                f"Content-Type must be {JSON}, image/png, image/jpeg or multipart/form-data, "
+                f"got {shown}"
+            )
+        return await read_json(headers, receive, limit)
+    check_length(headers.get("content-length"), limit)
+    assert media is not None and content_type is not None
+    return Upload(media, content_type, await receive_body(receive, limit))
 
 
 async def read_inference(headers: Any, receive: Receive, limit: int) -> tuple[Any, bytes]:

@@ -10,11 +10,12 @@ passes everything else on. Errors render exactly as the one handler does.
 
 from __future__ import annotations
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.body import check_json, check_length, receive_body
+from service.body import read_sample
 from service.errors import ServiceError
-from service.jsonio import dumps, loads
+from service.jsonio import dumps
 from service.predictor import Slot
 
 _JSON_HEADER = (b"content-type", b"application/json")
@@ -37,15 +38,8 @@ class PredictFastPath:
         headers: list[tuple[bytes, bytes]] = [_JSON_HEADER]
         try:
             predictor = self.slot.get()
-            content_type = length = None
-            for key, value in scope["headers"]:
-                if key == b"content-type":
-                    content_type = value.decode("latin-1")
-                elif key == b"content-length":
-                    length = value.decode("latin-1")
-            check_json(content_type)
-            check_length(length, self.limit)
-            body = predictor.predict(loads(await receive_body(receive, self.limit)))
+            sample = await read_sample(Headers(raw=scope["headers"]), receive, self.limit)
+            body = predictor.predict(sample)
             status = 200
         except ServiceError as exc:
             body = dumps({"error": exc.message})

@@ -1,21 +1,31 @@
 """Model-aware validation: JSON values -> float32 arrays of the card's sample shape.
 
 Everything here raises ``InvalidInput`` with a message naming the field and the
-expected shape, and never echoes the input. Values must be JSON numbers (not
-booleans, strings or null), finite, and within float32 range.
+expected shape, and never echoes the input. Numbers must be JSON numbers (not
+booleans or strings), finite, and within float32 range.
+
+A tabular sample is a row of RAW feature values, a list in the card's feature
+order or an object by feature name, encoded exactly as training encoded its
+rows (``training.tabular.encode``): a numeric feature is its number, a
+categorical one is one-hot over the card's ``categories`` (the category string;
+a JSON integer is read as its decimal text), and ``null`` takes the feature's
+``fill`` when the card has one. The Open Inference Protocol takes the encoded
+tensor instead (``service.oip``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from bnfold.card import FLOAT32_MAX, InputSpec
+from bnfold.card import FLOAT32_MAX, CategoricalFeature, InputSpec, NumericFeature, TabularSpec
 from service.errors import InvalidInput
 
 _NUMBER_TYPES = frozenset((int, float))
 _SHOWN = 40  # characters of a client-supplied name that a message may quote
+_LISTED = 20  # categories a message lists before "(+N more)"
 
 
 def quote(name: object) -> str:
@@ -59,6 +69,76 @@ def to_float32(values: Any, shape: tuple[int, ...], field: str) -> np.ndarray:
     return wide.astype(np.float32).reshape(shape)
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """One feature: where its columns start, its fill, and its categories (categorical only)."""
+
+    name: str
+    offset: int
+    fill: float | None  # numeric: the value; categorical: the index of the category
+    index: dict[str, int] | None
+    allowed: str
+
+
+class RowEncoder:
+    """One row of raw feature values (in the card's order) -> the model's tensor row."""
+
+    def __init__(self, spec: TabularSpec) -> None:
+        self.names = [f.name for f in spec.features]
+        self.width = len(spec.columns)
+        self.missing = spec.missing
+        # Numbers only and no fill: the values ARE the tensor (the caller's fast path).
+        self.plain = all(isinstance(f, NumericFeature) and f.fill is None for f in spec.features)
+        self._slots: list[_Slot] = []
+        offset = 0
+        for feature in spec.features:
+            if isinstance(feature, CategoricalFeature):
+                index = {c: i for i, c in enumerate(feature.categories)}
+                fill = None if feature.fill is None else float(index[feature.fill])
+                self._slots.append(_Slot(feature.name, offset, fill, index, _allowed(feature)))
+                offset += len(feature.categories)
+            else:
+                self._slots.append(_Slot(feature.name, offset, feature.fill, None, ""))
+                offset += 1
+
+    def encode(self, values: list[Any], fields: list[str]) -> list[float]:
+        """``values[k]`` is feature k's raw value, ``fields[k]`` how a message names it."""
+        out = [0.0] * self.width
+        for slot, value, field in zip(self._slots, values, fields, strict=True):
+            kind = type(value)
+            if value is None:
+                if slot.fill is None:
+                    raise InvalidInput(
+                        f"{field} is null, and the model has no fill value for feature "
+                        f"{slot.name!r} (trained with --missing {self.missing})"
+                    )
+                if slot.index is None:
+                    out[slot.offset] = slot.fill
+                else:
+                    out[slot.offset + int(slot.fill)] = 1.0
+            elif slot.index is None:
+                if kind not in _NUMBER_TYPES:
+                    raise InvalidInput(f"{field} must be a number, got {json_type(value)}")
+                out[slot.offset] = value
+            else:
+                if kind is not str and kind is not int:
+                    raise InvalidInput(
+                        f"{field} must be a category string, got {json_type(value)}; "
+                        f"allowed: {slot.allowed}"
+                    )
+                position = slot.index.get(value if kind is str else str(value))
+                if position is None:
+                    raise InvalidInput(f"{field}: unknown category; allowed: {slot.allowed}")
+                out[slot.offset + position] = 1.0
+        return out
+
+
+def _allowed(feature: CategoricalFeature) -> str:
+    shown = ", ".join(repr(c) for c in feature.categories[:_LISTED])
+    more = len(feature.categories) - _LISTED
+    return shown + (f" (+{more} more: see GET /model)" if more > 0 else "")
+
+
 class SampleCodec:
     """Turns request JSON into model input, for one card's ``InputSpec``."""
 
@@ -67,15 +147,17 @@ class SampleCodec:
         self.sample_shape: tuple[int, ...] = spec.sample_shape
         self.size = int(np.prod(self.sample_shape))
         self.key = "features" if spec.kind == "tabular" else "image"
-        self.names = list(spec.columns or [])
+        self.rows = None if spec.tabular is None else RowEncoder(spec.tabular)
+        self.names = [] if self.rows is None else self.rows.names  # raw feature names
+        self.count = len(self.names)  # values in a tabular list
         self._index = {name: i for i, name in enumerate(self.names)}
         self.grid = spec.grid
         self.expected = self._describe()
 
     def _describe(self) -> str:
-        if self.spec.kind == "tabular":
-            names = " or an object with the feature names" if self.names else ""
-            return f"a list of {self.size} numbers{names}"
+        if self.rows is not None:
+            kinds = "numbers" if self.rows.plain else "values (numbers, category strings, null)"
+            return f"a list of {self.count} {kinds} or an object with the feature names"
         dims = " x ".join(str(d) for d in self.grid)
         return f"a nested list of {dims} numbers"
 
@@ -94,36 +176,42 @@ class SampleCodec:
             raise InvalidInput(f"{where}missing field {self.key!r}: expected {self.expected}")
         field = f"{where}{self.key}"
         value = payload[self.key]
-        if self.spec.kind == "tabular":
-            array = self._tabular(value, field)
+        if self.rows is not None:
+            array = self._tabular(self.rows, value, field)
         else:
             array = self._image(value, field)
         return array.reshape((1, *self.sample_shape))
 
-    def _tabular(self, value: Any, field: str) -> np.ndarray:
-        if type(value) is dict and self.names:
-            return self._named(value, field)
-        if type(value) is not list or len(value) != self.size:
+    def _tabular(self, rows: RowEncoder, value: Any, field: str) -> np.ndarray:
+        if type(value) is dict:
+            return self._named(rows, value, field)
+        if type(value) is not list or len(value) != self.count:
             got = f"{len(value)} values" if type(value) is list else json_type(value)
             raise InvalidInput(f"{field}: expected {self.expected}, got {got}")
-        check_numbers(value, field)
-        return to_float32(value, self.sample_shape, field)
+        if rows.plain:
+            check_numbers(value, field)
+            return to_float32(value, self.sample_shape, field)
+        fields = [f"{field}[{i}]" for i in range(self.count)]
+        return to_float32(rows.encode(value, fields), self.sample_shape, field)
 
-    def _named(self, value: dict[str, Any], field: str) -> np.ndarray:
+    def _named(self, rows: RowEncoder, value: dict[str, Any], field: str) -> np.ndarray:
         index = self._index
         unknown = [k for k in value if k not in index]
         if unknown:
             raise InvalidInput(f"{field}: unknown feature {quote(unknown[0])}")
-        if len(value) != self.size:
+        if len(value) != self.count:
             missing = [n for n in self.names if n not in value]
             shown = ", ".join(repr(n) for n in missing[:3])
             more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
             raise InvalidInput(f"{field}: missing feature(s) {shown}{more}")
         ordered = [value[n] for n in self.names]
-        for name, v in zip(self.names, ordered, strict=True):
-            if type(v) not in _NUMBER_TYPES:
-                raise InvalidInput(f"{field}.{name} must be a number, got {json_type(v)}")
-        return to_float32(ordered, self.sample_shape, field)
+        if rows.plain:
+            for name, v in zip(self.names, ordered, strict=True):
+                if type(v) not in _NUMBER_TYPES:
+                    raise InvalidInput(f"{field}.{name} must be a number, got {json_type(v)}")
+            return to_float32(ordered, self.sample_shape, field)
+        fields = [f"{field}.{name}" for name in self.names]
+        return to_float32(rows.encode(ordered, fields), self.sample_shape, field)
 
     def _image(self, value: Any, field: str) -> np.ndarray:
         if (

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput, NotReady
+from service.images import ImageCodec, Upload
 from service.inputs import SampleCodec
 from service.jsonio import dumps
 from service.runtime import ModelRuntime
@@ -26,6 +27,7 @@ class Predictor:
     ) -> None:
         self.runtime = runtime
         self.codec = SampleCodec(runtime.card.input)
+        self.images = ImageCodec(runtime.card.input)
         self.max_batch = max_batch
         self.observe = observe
         self.labels = runtime.labels
@@ -54,8 +56,12 @@ class Predictor:
         }
 
     def predict(self, payload: Any) -> bytes:
-        """``/predict``: one sample -> JSON bytes."""
-        _, probs = self.run(self.codec.sample(payload))
+        """``/predict``: one sample (parsed JSON, or an image file ``Upload``) -> JSON bytes."""
+        if isinstance(payload, Upload):
+            sample = self.images.sample(payload)
+        else:
+            sample = self.codec.sample(payload)
+        _, probs = self.run(sample)
         return dumps(self._result(probs[0]))
 
     def predict_batch(self, payload: Any) -> bytes:

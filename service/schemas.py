@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from bnfold.card import FLOAT32_MAX, OUTPUTS, ModelCard
+from bnfold.card import FLOAT32_MAX, OUTPUTS, CategoricalFeature, ModelCard, NumericFeature
 
 # Open Inference Protocol datatypes accepted for the input -> little-endian numpy dtype.
 DATATYPES = {
@@ -120,24 +120,53 @@ def _nested(shape: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
+def _feature_schema(feature: NumericFeature | CategoricalFeature) -> dict[str, Any]:
+    value: dict[str, Any]
+    if isinstance(feature, CategoricalFeature):
+        value = {"type": "string", "enum": list(feature.categories)}
+    else:
+        value = _number()
+    if feature.fill is not None:  # null takes the card's fill
+        value = {"anyOf": [value, {"type": "null"}]}
+    return value
+
+
+def _tabular_schema(card: ModelCard) -> dict[str, Any]:
+    tabular = card.input.tabular
+    assert tabular is not None  # the card's validator: a tabular input has its spec
+    names = [f.name for f in tabular.features]
+    fields = [_feature_schema(f) for f in tabular.features]
+    as_list: dict[str, Any] = {
+        "type": "array",
+        "prefixItems": fields,
+        "items": False,
+        "minItems": len(fields),
+        "maxItems": len(fields),
+    }
+    if all(f == _number() for f in fields):
+        as_list = _nested((len(fields),))
+    named = {
+        "type": "object",
+        "properties": dict(zip(names, fields, strict=True)),
+        "required": names,
+        "additionalProperties": False,
+    }
+    return {
+        "oneOf": [as_list, named],
+        "description": f"{card.input.description}; raw feature values in the order {names} "
+        "(categories as strings, null where the card has a fill), or by name.",
+    }
+
+
 def sample_schema(card: ModelCard) -> dict[str, Any]:
-    """JSON schema of one ``/predict`` body for this model."""
+    """JSON schema of one JSON ``/predict`` body for this model."""
     spec = card.input
     if spec.kind == "image":
         value: dict[str, Any] = _nested(card.input.grid)
         value["description"] = f"{spec.description}; nested as {list(card.input.grid)}."
         key = "image"
     else:
-        value = _nested(spec.sample_shape)
-        if spec.columns:
-            named = {
-                "type": "object",
-                "properties": {n: _number() for n in spec.columns},
-                "required": list(spec.columns),
-                "additionalProperties": False,
-            }
-            value = {"oneOf": [value, named]}
-        value["description"] = f"{spec.description}; in the order {spec.columns}."
+        value = _tabular_schema(card)
         key = "features"
     return {
         "type": "object",
@@ -147,19 +176,63 @@ def sample_schema(card: ModelCard) -> dict[str, Any]:
     }
 
 
+def upload_content(card: ModelCard) -> dict[str, Any]:
+    """The image-file bodies ``/predict`` takes, when the card says how to decode files."""
+    image = card.input.image
+    if image is None or image.files is None:
+        return {}
+    binary = {"type": "string", "format": "binary"}
+    note = (
+        f"a PNG or JPEG file, decoded as training decoded its files (Pillow mode "
+        f"{image.files.mode}, {image.files.resize or 'no'} resize to {image.width}x{image.height}, "
+        f"pixel x {image.files.scale:.6g}; at most {image.files.max_pixels} pixels)"
+    )
+    return {
+        "image/png": {"schema": {**binary, "description": note}},
+        "image/jpeg": {"schema": {**binary, "description": note}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {**binary, "description": note}},
+                "required": ["file"],
+                "description": "exactly one file field (any name)",
+            }
+        },
+    }
+
+
+def raw_row(card: ModelCard, flat: list[float]) -> list[Any]:
+    """A tabular tensor row as raw feature values (a one-hot slice -> its largest category)."""
+    tabular = card.input.tabular
+    assert tabular is not None
+    row: list[Any] = []
+    offset = 0
+    for feature in tabular.features:
+        if isinstance(feature, CategoricalFeature):
+            width = len(feature.categories)
+            part = flat[offset : offset + width]
+            row.append(feature.categories[max(range(width), key=part.__getitem__)])
+            offset += width
+        else:
+            row.append(flat[offset])
+            offset += 1
+    return row
+
+
 def sample_example(card: ModelCard, index: int = 0) -> dict[str, Any]:
     """A real sample (a golden one) as a ``/predict`` body."""
     flat = card.golden[index].input if card.golden else [0.0] * card.input.size
     if card.input.kind == "image":
         return {"image": _reshape(flat, card.input.grid)}
-    return {"features": list(flat)}
+    return {"features": raw_row(card, list(flat))}
 
 
 def named_example(card: ModelCard) -> dict[str, Any] | None:
-    """The first golden sample with feature names, when the card has names."""
-    names = card.input.columns
-    if not names:
+    """The first golden sample by feature name (tabular models)."""
+    tabular = card.input.tabular
+    if tabular is None:
         return None
+    names = [f.name for f in tabular.features]
     return {"features": dict(zip(names, sample_example(card)["features"], strict=True))}
 
 

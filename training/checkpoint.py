@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bnfold.card import ImageFiles, TabularSpec
 from training.atomic import write_with_atomic
 from training.config import ModelConfig, StatsMode
 from training.data import Standardization
@@ -67,7 +68,7 @@ class Checkpoint:
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries that trained the model."""
     versions = {"python": platform.python_version(), "torch": torch.__version__}
-    for dist in ("numpy", "scikit-learn", "bnfold"):
+    for dist in ("numpy", "scikit-learn", "pillow", "bnfold"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -126,6 +127,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             versions={str(k): str(v) for k, v in payload["versions"].items()},
         )
         _check_weights(ckpt)
+        check_input_encoding(ckpt.input)
     except UsageError as exc:
         raise UsageError(f"{path}: malformed checkpoint: {exc}") from exc
     except KeyError as exc:
@@ -155,6 +157,26 @@ def _check_weights(ckpt: Checkpoint) -> None:
         raise UsageError(
             f"its weights do not fit its model config: {', '.join(problems[:3])}{more}"
         )
+
+
+def check_input_encoding(info: dict[str, Any]) -> None:
+    """``UsageError`` unless the ``input`` entry's encoding parses (``tabular``: a card
+    ``TabularSpec``; ``image_files``: a card ``ImageFiles``) and fits ``sample_shape``."""
+    shape = [int(d) for d in info["sample_shape"]]
+    try:
+        columns = None
+        if info.get("tabular") is not None:
+            columns = TabularSpec.model_validate(info["tabular"]).columns
+        files = None
+        if info.get("image_files") is not None:
+            files = ImageFiles.model_validate(info["image_files"])
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"its input encoding is not valid ({first})") from None
+    if columns is not None and [len(columns)] != shape:
+        raise UsageError(f"its input encoding makes {len(columns)} columns, not {shape}")
+    if files is not None and (len(shape) != 3 or shape[0] != (1 if files.mode == "L" else 3)):
+        raise UsageError(f"its image files in mode {files.mode} do not make samples of {shape}")
 
 
 def _unreadable(path: Path) -> str:

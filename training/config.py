@@ -37,6 +37,7 @@ from typing import Any, Literal, get_args
 
 from training.datasets import BUILTIN
 from training.errors import UsageError
+from training.labels import parse_labels_option
 from training.options import check_fields, option, options_class, plain
 
 ModelKind = Literal["cnn", "mlp"]
@@ -70,11 +71,57 @@ class DataOptions:
     dataset: str = option(
         "digits",
         DATA,
-        f"built-in dataset ({', '.join(BUILTIN)}) or a path to a .csv or .npz file "
-        "(.npz: arrays X and y; X 2-D is tabular, 3-D/4-D are images)",
+        f"built-in dataset ({', '.join(BUILTIN)}), a path to a .csv or .npz file "
+        "(.npz: arrays X and y, optional labels and feature_names; X 2-D is tabular, 3-D/4-D "
+        "are images), or an image folder DIR/<class>/*.png|jpg",
     )
     label_column: str | None = option(
-        None, DATA, "CSV only: the column that holds integer class ids"
+        None, DATA, "CSV only: the column that holds the class (integer ids or names)"
+    )
+    labels: str | None = option(
+        None,
+        DATA,
+        "the classes in this order, as a,b,c or a text file with one per line; every sample's "
+        "label must be one of them (default: ids in numeric order, names sorted)",
+        metavar="A,B,...|FILE",
+    )
+    features: tuple[str, ...] | None = option(
+        None,
+        DATA,
+        "tabular: the feature columns to use, in this order (default: every column but the "
+        "label; a name may hold spaces, not commas)",
+        metavar="A,B,...",
+    )
+    categorical: tuple[str, ...] | None = option(
+        None,
+        DATA,
+        "tabular: columns to read as text categories even when they hold numbers (columns of "
+        "text are categorical anyway); each is one-hot encoded with the categories of the "
+        "training split",
+        metavar="A,B,...",
+    )
+    missing: Literal["error", "drop", "mean", "median"] = option(
+        "error",
+        DATA,
+        "tabular values that are missing (empty, NA, NaN, nan, null, N/A, ... as pandas reads "
+        "them): error names the first one; drop drops those rows; mean/median fill a numeric "
+        "feature with its training-split mean/median and a categorical one with its most "
+        "frequent training category (the model card keeps the fill, the service applies it to "
+        "a null)",
+    )
+    channels: int | None = option(
+        None,
+        DATA,
+        "image folders: 1 (gray) or 3 (RGB) channels (default: 1 when every file is gray)",
+        choices=(1, 3),
+    )
+    image_size: tuple[int, ...] | None = option(
+        None,
+        DATA,
+        "image folders: resize every file to H,W pixels, bilinear (default: the files' own "
+        "size, which must agree)",
+        metavar="H,W",
+        ge=1,
     )
     val_fraction: float = option(0.2, DATA, "validation share of the samples", gt=0, lt=1)
     test_fraction: float = option(0.2, DATA, "held-out test share of the samples", gt=0, lt=1)
@@ -89,12 +136,20 @@ class DataOptions:
                 f"--val-fraction + --test-fraction must be < 1 (nothing left to train on), "
                 f"got {self.val_fraction:g} + {self.test_fraction:g}"
             )
+        if self.image_size is not None and len(self.image_size) != 2:
+            raise UsageError(f"--image-size takes H,W (two values), got {len(self.image_size)}")
+        parse_labels_option(self.labels)
 
     def spec_arguments(self) -> dict[str, Any]:
         """Keyword arguments of ``training.data.make_data_spec``: every field but ``out``."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values.pop("out")
         values["seed"] = values.pop("split_seed")
+        values["labels"] = parse_labels_option(self.labels)
+        for name in ("features", "categorical"):
+            values[name] = None if values[name] is None else list(values[name])
+        if self.image_size is not None:
+            values["image_size"] = (self.image_size[0], self.image_size[1])
         return values
 
 

@@ -1,25 +1,61 @@
 """Datasets as reproducible stratified train/validation/test splits, and input standardization.
 
-A ``data_spec`` (a small JSON-friendly dict, stored in the checkpoint) names the
-source and the split; ``load_splits(data_spec)`` rebuilds exactly the same
-arrays from it. Features come out as float32 in their RAW units: the model
-takes standardized input, so callers apply ``Standardization`` themselves (the
-export folds it into the first layer instead).
+A ``data_spec`` (``training.dataspec``: a small JSON-friendly dict, stored in the
+checkpoint) names the source, the data options and the split;
+``load_splits(data_spec)`` rebuilds exactly the same arrays from it: missing
+values handled per ``--missing``, the label vocabulary (``training.labels``), the
+stratified split, then the tabular encoding learned on the training split only
+(``training.tabular``). Features come out as float32 in their RAW units (one-hot
+columns for categories): the model takes standardized input, so callers apply
+``Standardization`` themselves (the export folds it into the first layer instead).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from training.datasets import BUILTIN, RawData, file_sha256, read_builtin, read_csv, read_npz
+from bnfold.card import ImageFiles, TabularSpec
+from training.datasets import (
+    BUILTIN,
+    Columns,
+    RawData,
+    file_sha256,
+    read_builtin,
+    read_csv,
+    read_images,
+    read_npz,
+)
+from training.dataspec import make_data_spec
 from training.errors import UsageError
+from training.labels import class_ids
+from training.tabular import (
+    FIX_MISSING,
+    describe,
+    encode,
+    first_missing,
+    fit_tabular_spec,
+)
+from training.userdata import load_file_data
+
+__all__ = [
+    "ArraySplit",
+    "Splits",
+    "Standardization",
+    "load_file_data",
+    "load_splits",
+    "make_data_spec",
+]
 
 InputKind = Literal["tabular", "image"]
+UNSEEN_CATEGORY = (
+    "the categories are learned on the training split: merge rare categories, drop those "
+    "rows, or try another --split-seed"
+)
 # A feature whose spread is below this is treated as constant: dividing by a
 # tiny std would turn float noise at test time into huge standardized values.
 MIN_STD = 1e-6
@@ -49,15 +85,22 @@ class Splits:
     sample_shape: tuple[int, ...]
     description: str
     spec: dict[str, Any]
+    tabular: TabularSpec | None = None  # the encoding, learned on the training split
+    image_files: ImageFiles | None = None  # how image files were decoded (image folders)
 
     def input_info(self) -> dict[str, Any]:
         """The checkpoint's ``input`` entry (see docs/architecture.md)."""
-        return {
+        info: dict[str, Any] = {
             "kind": self.kind,
             "sample_shape": list(self.sample_shape),
             "feature_names": self.feature_names,
             "description": self.description,
         }
+        if self.tabular is not None:
+            info["tabular"] = self.tabular.model_dump(mode="json")
+        if self.image_files is not None:
+            info["image_files"] = self.image_files.model_dump(mode="json")
+        return info
 
 
 @dataclass(frozen=True)
@@ -96,142 +139,107 @@ class Standardization:
         return cls(mean=mean, std=std)
 
 
-def make_data_spec(
-    dataset: str,
-    label_column: str | None = None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """The ``data_spec`` for a built-in name or a ``.csv`` / ``.npz`` path; checks they exist."""
-    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise UsageError(
-            "--val-fraction and --test-fraction must be in (0, 1) and sum to less than 1"
-        )
-    spec: dict[str, Any] = {
-        "val_fraction": float(val_fraction),
-        "test_fraction": float(test_fraction),
-        "seed": int(seed),
-    }
-    if dataset in BUILTIN:
-        return {"name": dataset, "source": "sklearn", **spec}
-    path = Path(dataset)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".npz"):
-        raise UsageError(
-            f"unknown dataset {dataset!r}: use one of {', '.join(BUILTIN)} "
-            "or a path to a .csv or .npz file"
-        )
-    if not path.is_file():
-        raise UsageError(f"dataset file not found: {dataset}")
-    return {
-        "name": path.stem,
-        "source": suffix[1:],
-        "path": str(path.resolve()),
-        "sha256": file_sha256(path),
-        "label_column": label_column if suffix == ".csv" else None,
-        **spec,
-    }
-
-
 def load_splits(data_spec: dict[str, Any]) -> Splits:
-    """Read, check, encode and split the dataset that ``data_spec`` names (deterministic)."""
+    """Read, check, encode and split the dataset that ``data_spec`` names (deterministic).
+
+    Missing values are handled per ``data_spec["missing"]`` and the tabular encoding
+    (categories, fill values) is learned on the training split only.
+    """
     raw = _read(data_spec)
-    x, y = raw.x, raw.y
-    if len(x) != len(y) or y.ndim != 1:
-        raise UsageError(f"{len(x)} samples but labels of shape {list(y.shape)}")
-    if not np.all(np.isfinite(x)):
-        raise UsageError(f"features contain NaN or infinite values ({_where_bad(x, raw)})")
-    if not np.all(np.isfinite(y.astype(np.float64))) or np.any(y != np.round(y)):
-        raise UsageError("labels must be integer class ids (found NaN or fractional values)")
-    classes, y_ids = np.unique(y.astype(np.int64), return_inverse=True)
-    if len(classes) < 2:
-        raise UsageError(f"labels hold a single class ({classes[0]}); need at least 2")
-    names = raw.label_names or {}
-    labels = [names.get(int(c), str(int(c))) for c in classes]
-    train, val, test = _stratified_split(x, y_ids, data_spec, labels)
-    kind: InputKind = "tabular" if x.ndim == 2 else "image"
+    policy = str(data_spec.get("missing", "error"))
+    table, images, y = raw.table, raw.images, raw.y
+    keep = ~_missing_labels(y)
+    if not keep.all() and policy != "drop":
+        first = int(np.flatnonzero(~keep)[0])
+        raise UsageError(f"{raw.where(first)}: missing label; use --missing drop to drop such rows")
+    if table is not None:
+        if policy == "error" and (cell := first_missing(table)) is not None:
+            raise UsageError(f"{cell}: missing value; {FIX_MISSING}")
+        if policy == "drop":
+            keep &= ~table.missing().any(axis=1)
+    rows = np.flatnonzero(keep)
+    if not len(rows):
+        raise UsageError(
+            f"{data_spec.get('path')}: no row is left once rows with missing values are dropped"
+        )
+    if len(rows) < len(y):
+        y = y[rows]
+        table = None if table is None else table.take(rows)
+        images = None if images is None else images[rows]
+    labels, ids = class_ids(
+        y, raw.label_names, data_spec.get("labels"), lambda i: raw.where(int(rows[i]))
+    )
+    train, val, test = _split_index(ids, data_spec, labels)
+    tabular = None
+    if table is not None:
+        tabular = fit_tabular_spec(table.take(train), policy)  # type: ignore[arg-type]
+        x = encode(table, tabular, UNSEEN_CATEGORY, FIX_MISSING)
+        description = describe(tabular, raw.description)
+    else:
+        assert images is not None
+        x, description = images, raw.description
+    spec = dict(data_spec)
+    if raw.sha256 is not None:
+        spec["sha256"] = raw.sha256
+    parts = [ArraySplit(X=x[i].astype(np.float32), y=ids[i]) for i in (train, val, test)]
     return Splits(
-        train=train,
-        val=val,
-        test=test,
+        train=parts[0],
+        val=parts[1],
+        test=parts[2],
         labels=labels,
-        feature_names=raw.feature_names if kind == "tabular" else None,
-        kind=kind,
+        feature_names=None if tabular is None else tabular.columns,
+        kind="tabular" if tabular is not None else "image",
         sample_shape=tuple(int(d) for d in x.shape[1:]),
-        description=raw.description,
-        spec=dict(data_spec),
+        description=description,
+        spec=spec,
+        tabular=tabular,
+        image_files=raw.files,
     )
 
 
-class _Labelled(Protocol):
-    labels: list[str]
-    input: dict[str, Any]
-
-
-def load_file_data(
-    path: str, label_column: str | None, model: _Labelled
-) -> tuple[np.ndarray, np.ndarray]:
-    """Raw features ``X`` (float32) and class ids ``y`` of a user's .csv/.npz for ``model``.
-
-    ``model`` is a checkpoint (anything with ``labels`` and ``input``). A label
-    value maps to the class whose name it spells (``"3"`` -> class named "3"),
-    else it is taken as a class id. The sample shape must be the model's.
-    """
-    spec = make_data_spec(path, label_column)
-    raw = _read(spec)
-    shape = tuple(int(d) for d in model.input["sample_shape"])
-    if tuple(raw.x.shape[1:]) != shape:
-        raise UsageError(f"{path}: samples of shape {list(raw.x.shape[1:])}, model needs {shape}")
-    if not np.all(np.isfinite(raw.x)):
-        raise UsageError(
-            f"{path}: features contain NaN or infinite values ({_where_bad(raw.x, raw)})"
-        )
-    names = {name: i for i, name in enumerate(model.labels)}
-    ids = np.empty(len(raw.y), dtype=np.int64)
-    for i, value in enumerate(raw.y.tolist()):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if str(value) in names:
-            ids[i] = names[str(value)]
-        elif isinstance(value, int) and 0 <= value < len(model.labels):
-            ids[i] = value
-        else:
-            raise UsageError(
-                f"{path}: label {value!r} (sample {i}) is not one of the model's classes"
-            )
-    return raw.x.astype(np.float32), ids
+def _missing_labels(y: np.ndarray) -> np.ndarray:
+    if y.dtype == object:
+        return np.array([v is None for v in y], dtype=bool)
+    if y.dtype.kind == "f":
+        return np.isnan(y)
+    return np.zeros(len(y), dtype=bool)
 
 
 def _read(spec: dict[str, Any]) -> RawData:
     source = spec.get("source")
+    columns = Columns(
+        features=spec.get("features"), categorical=list(spec.get("categorical") or [])
+    )
     if source == "sklearn":
         if spec.get("name") not in BUILTIN:
             raise UsageError(f"unknown built-in dataset {spec.get('name')!r}")
-        return read_builtin(str(spec["name"]))
-    if source not in ("csv", "npz"):
+        return read_builtin(str(spec["name"]), columns)
+    if source not in ("csv", "npz", "images"):
         raise UsageError(f"data_spec has unknown source {source!r}")
     path = Path(str(spec.get("path")))
+    expected = spec.get("sha256")
+    if source == "images":
+        size = spec.get("image_size")
+        raw = read_images(
+            path, spec.get("channels"), None if size is None else (int(size[0]), int(size[1]))
+        )
+        if expected and raw.sha256 != expected:
+            raise UsageError(f"{path} changed since the model was trained (SHA-256 differs)")
+        return raw
     if not path.is_file():
         raise UsageError(f"dataset file not found: {path}")
-    expected = spec.get("sha256")
     if expected and file_sha256(path) != expected:
         raise UsageError(f"{path} changed since the model was trained (SHA-256 differs)")
-    return read_csv(path, spec.get("label_column")) if source == "csv" else read_npz(path)
+    if source == "csv":
+        return read_csv(path, spec.get("label_column"), columns)
+    return read_npz(path, columns)
 
 
-def _where_bad(x: np.ndarray, raw: RawData) -> str:
-    flat = x.reshape(len(x), -1)
-    row, col = np.argwhere(~np.isfinite(flat))[0]
-    if raw.feature_names:
-        return f"feature {raw.feature_names[col]!r}, sample {row}"
-    return f"sample {row}, flat index {col}"
-
-
-def _stratified_split(
-    x: np.ndarray, y: np.ndarray, spec: dict[str, Any], labels: list[str]
-) -> tuple[ArraySplit, ArraySplit, ArraySplit]:
-    counts = np.bincount(y)
+def _split_index(
+    y: np.ndarray, spec: dict[str, Any], labels: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted sample indices of the stratified train, validation and test splits."""
+    counts = np.bincount(y, minlength=len(labels))
     if counts.min() < 3:
         rare = labels[int(counts.argmin())]
         raise UsageError(
@@ -247,7 +255,4 @@ def _stratified_split(
         )
     except ValueError as exc:
         raise UsageError(f"cannot split {len(y)} samples into train/val/test: {exc}") from exc
-    return tuple(  # type: ignore[return-value]
-        ArraySplit(X=x[i].astype(np.float32), y=y[i].astype(np.int64))
-        for i in (np.sort(train), np.sort(val), np.sort(test))
-    )
+    return np.sort(train), np.sort(val), np.sort(test)

@@ -30,11 +30,10 @@ from bnfold.card import (
     DataProvenance,
     FoldSummary,
     GoldenSample,
+    ImageFiles,
     ImageSpec,
     InputSpec,
     ModelCard,
-    NumericFeature,
-    TabularSpec,
 )
 from bnfold.card_markdown import card_markdown
 from bnfold.onnxwire import count_ops
@@ -44,7 +43,7 @@ from training.data import load_splits
 from training.errors import UsageError, first_line
 from training.folder_swap import check_target, update_folder
 from training.folding import fold_batchnorm
-from training.input_fold import fold_standardization_into
+from training.input_fold import raw_input_model
 from training.onnx_graph import (
     INPUT_NAME,
     WithProbabilities,
@@ -55,6 +54,7 @@ from training.onnx_graph import (
     to_onnx,
 )
 from training.reference import reference_model, reference_outputs, standardization_tensors
+from training.tabular import model_tabular_spec
 from training.verify import PARITY_TOLERANCE, run_alone
 
 MODEL_FILE = "model.onnx"
@@ -182,9 +182,9 @@ def export_checkpoint(
     check_target(out_dir)
     ckpt = load_checkpoint(checkpoint)
     splits = load_splits(ckpt.data_spec)
-    net = ckpt.build()
+    built = ckpt.build()
     mean, std = standardization_tensors(ckpt)
-    fold_standardization_into(net.input_layer(), mean, std)
+    net = raw_input_model(built, built.input_layer(), mean, std)
     example = torch.as_tensor(splits.train.X[:FOLD_SAMPLES], dtype=torch.float32)
     fields = CardFields(
         name=name or default_name(ckpt),
@@ -279,33 +279,39 @@ def golden_samples(
 
 
 def input_spec(ckpt: Checkpoint) -> InputSpec:
-    """The card's description of the model input, from the checkpoint."""
+    """The card's description of the model input, from the checkpoint: the tabular
+    encoding (features, categories, fill values) or how image files are decoded."""
     info = ckpt.input
     shape = [int(d) for d in info["sample_shape"]]
     description = str(info.get("description", ""))
     if info["kind"] == "tabular":
-        names = info.get("feature_names") or [f"x{i}" for i in range(shape[0])]
-        tabular = TabularSpec(features=[NumericFeature(name=str(n)) for n in names])
         return InputSpec(
             name=INPUT_NAME,
             shape=[-1, *shape],
             kind="tabular",
             description=description,
-            tabular=tabular,
+            tabular=model_tabular_spec(info),
         )
-    image = ImageSpec(channels=shape[0], height=shape[1], width=shape[2])
+    files = info.get("image_files")
+    image = ImageSpec(
+        channels=shape[0],
+        height=shape[1],
+        width=shape[2],
+        files=None if files is None else ImageFiles.model_validate(files),
+    )
     return InputSpec(
         name=INPUT_NAME, shape=[-1, *shape], kind="image", description=description, image=image
     )
 
 
 def data_provenance(spec: dict[str, Any], splits: Any) -> DataProvenance:
-    """The card's ``data`` entry: the source, its hash, split sizes and class counts."""
+    """The card's ``data`` entry: the source (sklearn, csv, npz, images), the SHA-256 of
+    its file or folder, split sizes and training samples per class."""
     counts = np.bincount(splits.train.y, minlength=len(splits.labels))
     return DataProvenance(
         source=str(spec.get("source", "unknown")),
         name=str(spec.get("name", "")),
-        sha256=spec.get("sha256"),
+        sha256=splits.spec.get("sha256") or spec.get("sha256"),
         samples={"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
         class_counts=[int(c) for c in counts],
     )

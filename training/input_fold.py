@@ -1,5 +1,14 @@
 """Fold the recorded input standardization into the first layer, so a model takes raw input.
 
+``raw_input_model`` is what the export uses: the ``1/std`` scale folded into the
+first layer, the ``mean`` subtracted by a ``Center`` in front of it. Folding the
+mean too (``fold_standardization_into`` with the mean) turns it into a bias that
+float32 must cancel against ``W' x`` at run time: a feature such as a year (mean
+2008, std 0.8) then costs ~1e-4 in the first layer's output. Measured on the
+Palmer penguins CSV (its ``year`` column): max |Δprobability| vs the float64
+oracle 1.1e-5 with the mean folded, 1.3e-7 with it subtracted in the graph, where
+``x - mean`` is exact in float32 for ``x`` near ``mean`` (Sterbenz).
+
 Standardization is ``x' = (x - mean) / std`` per feature (tabular) or per channel (images).
 For a layer ``y = W x' + b`` it folds exactly into ``W' = W / std`` and
 ``b' = b - W' · mean`` (summed over every input element the output reads). For a
@@ -65,6 +74,29 @@ def fold_standardization_into(layer: nn.Module, mean: torch.Tensor, std: torch.T
     else:
         with torch.no_grad():
             bias.copy_(b_new.to(bias.dtype))
+
+
+class Center(nn.Module):
+    """``x - mean`` per feature (2-D input) or per channel (image input)."""
+
+    mean: torch.Tensor
+
+    def __init__(self, mean: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)  # broadcast over the channel axis
+        return x - self.mean.reshape(shape)
+
+
+def raw_input_model(
+    net: nn.Module, layer: nn.Module, mean: torch.Tensor, std: torch.Tensor
+) -> nn.Module:
+    """``net`` taking raw input: ``1/std`` folded into ``layer`` (in place), ``mean``
+    subtracted in front (see the module docstring for why it is not folded)."""
+    fold_standardization_into(layer, torch.zeros_like(mean), std)
+    return nn.Sequential(Center(mean), net)
 
 
 def _padding(layer: nn.modules.conv._ConvNd) -> tuple[int, ...]:

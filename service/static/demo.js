@@ -357,21 +357,16 @@ function setupTabular() {
   });
 }
 
-// The example is the model's tensor row: one column per numeric feature, one per category.
+// The example holds one raw value per feature (a category as its text), in feature order,
+// as the API documentation publishes it.
 function fillExample() {
-  const row = state.example || [];
-  let column = 0;
-  for (const feature of state.card.input.tabular.features) {
+  const features = state.card.input.tabular.features;
+  const row = Array.isArray(state.example) ? state.example : [];
+  features.forEach((feature, i) => {
     const input = $("fields").querySelector(`[data-feature="${CSS.escape(feature.name)}"]`);
-    if (feature.type === "categorical") {
-      const hot = feature.categories.map((_, i) => row[column + i] || 0);
-      input.value = feature.categories[hot.indexOf(Math.max(...hot))];
-      column += feature.categories.length;
-    } else {
-      input.value = row.length ? String(row[column]) : "";
-      column += 1;
-    }
-  }
+    const value = row.length === features.length ? row[i] : null;
+    input.value = value === null || value === undefined ? "" : String(value);
+  });
 }
 
 // ---- the drift monitor, where the service has one ----------------------------------------------

@@ -22,25 +22,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 import svc_models
-from live import REPO, free_port, start_service, stop, wait_ready
+from browser_support import CHROMIUM, CHROMIUM_ARGS, REPO
+from live import free_port, start_service, stop, wait_ready
 
 from bnfold.card import CategoricalFeature, ImageFiles, InputSpec, NumericFeature, TabularSpec
 
-CHROMIUM = Path(os.environ.get("BNFOLD_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("BNFOLD_ARTIFACTS", REPO / "artifacts" / "ci"))
-TOKEN = "browser-" + "z" * 24
-# The flags Chromium needs here (root, no GPU) and the ones that stop it calling home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-]
 _ASSETS = frozenset({"document", "script", "stylesheet", "image", "font", "media"})
 _REFUSED = ("Refused to load", "Refused to apply", "Refused to execute", "Refused to connect")
 
@@ -128,14 +114,6 @@ def open_page(browser: Any) -> Iterator[Callable[[str, str], tuple[Any, Guard]]]
         context.close()
     problems = [p for g in guards for p in g.problems]
     assert not problems, "\n".join(problems)
-
-
-def screenshot(page: Any, name: str, full_page: bool = True) -> Path:
-    """Save a PNG of the page (or of what the window shows) under the artifacts folder."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=full_page)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import REPO
+from browser_support import REPO
 
 SOURCES = {REPO / "README.md": "### Clients", REPO / "docs" / "service.md": "## Clients"}
 DEFAULT = "127.0.0.1:8000"

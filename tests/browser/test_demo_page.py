@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TOKEN, screenshot
+from browser_support import TOKEN, screenshot
 from playwright.sync_api import expect
 
 from bnfold import digest
@@ -160,19 +160,52 @@ def test_form_for_categorical_features_and_missing_values(
         "Dream",
         "(missing: Dream)",
     ]
-    # Pre-filled from the golden row: the numbers, and the category whose column is hot.
+    # Pre-filled from the golden sample: the numbers, and the category whose column is hot.
     row = card.golden[0].input
     assert float(bill.input_value()) == pytest.approx(row[0], abs=1e-6)
+    assert float(mass.input_value()) == pytest.approx(row[1], abs=1e-6)
     assert island.input_value() == ["Biscoe", "Dream"][0 if row[2] >= row[3] else 1]
 
+    # Sent by name, as a client would: the category as text, an empty field as null.
+    bill.fill("")
+    island.select_option(label="(missing: Dream)")
+    with page.expect_response(lambda r: r.url.endswith("/predict")) as answered:
+        page.locator("#predict-tabular").click()
+    sent = json.loads(answered.value.request.post_data)["features"]
+    assert sent == {"bill length (mm)": None, "body_mass_g": pytest.approx(row[1]), "island": None}
+    assert answered.value.status == 200
+    answer = answered.value.json()
+    expect(page.locator("#label")).to_have_text(answer["label"])
+    island.select_option("Biscoe")
+    with page.expect_response(lambda r: r.url.endswith("/predict")) as answered:
+        page.locator("#predict-tabular").click()
+    assert json.loads(answered.value.request.post_data)["features"]["island"] == "Biscoe"
+    assert answered.value.status == 200
 
-def test_file_picker_only_for_models_that_take_files(
-    service: Callable[..., str], open_page: OpenPage
+
+def test_file_picker_for_models_that_take_files(
+    service: Callable[..., str], open_page: OpenPage, tmp_path: Path
 ) -> None:
-    page, _ = open_page(service("image_files"))
+    from PIL import Image
+
+    origin = service("image_files")
+    page, _ = open_page(origin)
     _ready(page)
     assert page.locator("#file-picker").is_visible()
     assert "file rule" in page.locator("#range-note").inner_text()
+    # A 16 x 16 PNG: the service resizes it to 8 x 8 as the card says, as training did.
+    png = tmp_path / "digit.png"
+    pixels = bytes((x * 37 + y * 11) % 256 for y in range(16) for x in range(16))
+    Image.frombytes("L", (16, 16), pixels).save(png)
+    with page.expect_response(lambda r: r.url.endswith("/predict")) as answered:
+        page.locator("#file").set_input_files(str(png))
+    assert answered.value.request.headers["content-type"] == "image/png"
+    assert answered.value.status == 200
+    answer = httpx.post(
+        f"{origin}/predict", content=png.read_bytes(), headers={"content-type": "image/png"}
+    ).json()
+    expect(page.locator("#label")).to_have_text(answer["label"])
+    assert _bars(page) == pytest.approx(answer["probabilities"], abs=1e-9)
 
 
 def test_monitor_panel_when_the_service_has_one(

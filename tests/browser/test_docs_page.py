@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import TOKEN, screenshot
+from browser_support import TOKEN, screenshot
 from playwright.sync_api import expect
 
 OpenPage = Callable[..., Any]

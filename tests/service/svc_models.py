@@ -17,8 +17,10 @@ from onnx import TensorProto, helper, numpy_helper
 from bnfold import digest
 from bnfold.card import (
     CARD_KEY,
+    CategoricalFeature,
     FoldSummary,
     GoldenSample,
+    ImageFiles,
     ImageSpec,
     InputSpec,
     ModelCard,
@@ -104,10 +106,53 @@ def tabular_model(seed: int = 0, hidden: int = 8) -> tuple[onnx.ModelProto, Mode
     )
 
 
+MIXED = TabularSpec(
+    features=[
+        CategoricalFeature(
+            name="island", categories=["Biscoe", "Dream", "Torgersen"], fill="Biscoe"
+        ),
+        NumericFeature(name="bill length (mm)", fill=44.0),
+        CategoricalFeature(name="sex", categories=["female", "male"]),
+        CategoricalFeature(name="year", categories=["2007", "2008"], fill="2008"),
+        NumericFeature(name="mass"),
+    ],
+    missing="mean",
+)
+
+
+def mixed_model(seed: int = 0) -> tuple[onnx.ModelProto, ModelCard]:
+    """A 3-class MLP over ``MIXED``: numeric and categorical features, some with a fill."""
+    width = len(MIXED.columns)
+    g = _Graph(seed)
+    w1, a1 = g.weight(6, width)
+    b1, c1 = g.weight(6)
+    w2, a2 = g.weight(3, 6)
+    b2, c2 = g.weight(3)
+    h = g.node("Relu", [g.node("Gemm", ["input", w1, b1], transB=1)])
+    logits = g.node("Gemm", [h, w2, b2], transB=1)
+    model = _finish(
+        g, helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", width]), logits, 3
+    )
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        return np.maximum(x @ a1.T + c1, 0) @ a2.T + c2
+
+    samples = np.array(
+        [[0, 1, 0, 0.5, 1, 0, 0, 1, -0.2], [1, 0, 0, -1.5, 0, 1, 1, 0, 0.7]], dtype=np.float32
+    )
+    spec = InputSpec(shape=[-1, width], kind="tabular", tabular=MIXED, description="mixed")
+    return model, _card(model, "mixed", spec, ["Adelie", "Chinstrap", "Gentoo"], samples, forward)
+
+
 def image_model(
-    seed: int = 0, channels: tuple[int, ...] = (4,), hidden: int = 0
+    seed: int = 0,
+    channels: tuple[int, ...] = (4,),
+    hidden: int = 0,
+    files: ImageFiles | None = None,
 ) -> tuple[onnx.ModelProto, ModelCard]:
-    """A 1x8x8, 10-class CNN: (Conv 3x3 -> Relu) per entry of ``channels``, then Gemm(s)."""
+    """A 1x8x8, 10-class CNN: (Conv 3x3 -> Relu) per entry of ``channels``, then Gemm(s).
+
+    ``files``: the card takes image files decoded so."""
     g = _Graph(seed)
     x, size, c_in, layers = "input", 8, 1, []
     for c_out in channels:
@@ -145,7 +190,7 @@ def image_model(
     spec = InputSpec(
         shape=[-1, 1, 8, 8],
         kind="image",
-        image=ImageSpec(channels=1, height=8, width=8),
+        image=ImageSpec(channels=1, height=8, width=8, files=files),
         description="raw 8x8 pixels 0..16",
     )
     return model, _card(model, "digits", spec, [str(d) for d in range(10)], samples, forward)

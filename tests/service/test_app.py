@@ -253,3 +253,33 @@ def test_inputs_that_overflow_the_model_are_refused(image: TestClient) -> None:
     )
     assert v2.status_code == 400
     assert "not finite" in v2.json()["error"]
+
+
+def test_a_mixed_model_documents_and_takes_raw_rows(tmp_path: Path) -> None:
+    import svc_models
+
+    model, card = svc_models.mixed_model()
+    path = svc_models.save(model, tmp_path / "mixed.onnx")
+    with TestClient(create_app(make_settings(path))) as client:
+        body = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]
+        examples = body["content"]["application/json"]["examples"]
+        golden = examples["golden"]["value"]
+        assert golden["features"][:4] == ["Dream", 0.5, "female", "2008"]  # raw values
+        assert golden["features"][4] == pytest.approx(-0.2)
+        named = examples["by_name"]["value"]["features"]
+        assert named["island"] == "Dream" and named["bill length (mm)"] == 0.5
+        by_list = post(client, "/predict", golden)
+        by_name = post(client, "/predict", examples["by_name"]["value"])
+        assert by_list.status_code == by_name.status_code == 200
+        assert by_list.content == by_name.content
+        want = card.golden[0].probabilities
+        got = list(by_list.json()["probabilities"].values())
+        assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 1e-6
+        schema = body["content"]["application/json"]["schema"]["properties"]["features"]
+        island = schema["oneOf"][1]["properties"]["island"]
+        assert island == {
+            "anyOf": [
+                {"type": "string", "enum": ["Biscoe", "Dream", "Torgersen"]},
+                {"type": "null"},
+            ]
+        }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -178,3 +179,30 @@ def test_weights_that_do_not_fit_the_config_are_named(tmp_path: Path) -> None:
         f"{path}: malformed checkpoint: its weights do not fit its model config: "
         "no layers.1.bias, layers.0.weight of shape [8, 3] where the config needs [4, 3]"
     )
+
+
+def test_the_input_encoding_round_trips_and_is_checked(tmp_path: Path) -> None:
+    tabular = {
+        "features": [
+            {"name": "a", "type": "numeric", "fill": 1.5},
+            {"name": "b", "type": "categorical", "categories": ["x", "y"], "fill": "y"},
+        ],
+        "missing": "mean",
+    }
+    ckpt = dataclasses.replace(
+        make_checkpoint(), input={**make_checkpoint().input, "tabular": tabular}
+    )
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, ckpt)
+    assert load_checkpoint(path).input["tabular"] == tabular
+    for bad, message in [
+        ({**tabular, "missing": "guess"}, "its input encoding is not valid"),
+        ({**tabular, "features": tabular["features"][:1]}, "makes 1 columns, not [3]"),
+    ]:
+        save_checkpoint(path, dataclasses.replace(ckpt, input={**ckpt.input, "tabular": bad}))
+        with pytest.raises(UsageError, match=re.escape(message)):
+            load_checkpoint(path)
+    files = {"mode": "RGB", "resize": None, "scale": 1 / 255, "max_pixels": 64}
+    save_checkpoint(path, dataclasses.replace(ckpt, input={**ckpt.input, "image_files": files}))
+    with pytest.raises(UsageError, match=re.escape("mode RGB do not make samples of [3]")):
+        load_checkpoint(path)

@@ -170,6 +170,47 @@ def test_unfoldable_bn_is_an_error_unless_allowed(
     assert result.card.fold.refused == 1
 
 
+def test_card_carries_the_tabular_encoding_and_provenance(tmp_path: Path) -> None:
+    from example_datasets import penguins_csv
+
+    from bnfold.card import CategoricalFeature
+    from training.checkpoint import load_checkpoint
+
+    path = penguins_csv(tmp_path)
+    ckpt_path = make_checkpoint(
+        tmp_path / "c.pt", str(path), "mlp", (8,), label_column="species", missing="median"
+    )
+    card = export_checkpoint(ckpt_path, tmp_path / "out").card
+    ckpt = load_checkpoint(ckpt_path)
+    tabular = card.input.tabular
+    assert tabular is not None and tabular.model_dump(mode="json") == ckpt.input["tabular"]
+    assert tabular.missing == "median"
+    island = tabular.features[0]
+    assert isinstance(island, CategoricalFeature)
+    assert island.categories == ["Biscoe", "Dream", "Torgersen"] and island.fill == "Biscoe"
+    assert card.labels == ["Adelie", "Chinstrap", "Gentoo"]
+    assert card.input.shape == [-1, 10]
+    data = card.data
+    assert data is not None and (data.source, data.name) == ("csv", "penguins")
+    assert data.sha256 == ckpt.data_spec["sha256"] and sum(data.samples.values()) == 344
+    assert data.class_counts is not None and sum(data.class_counts) == data.samples["train"]
+
+
+def test_card_says_how_image_files_are_decoded(tmp_path: Path) -> None:
+    from example_datasets import digits_folder
+
+    root = digits_folder(tmp_path / "png", scale=2, limit=90)
+    ckpt_path = make_checkpoint(tmp_path / "c.pt", str(root), "cnn", (4,))
+    card = export_checkpoint(ckpt_path, tmp_path).card
+    image = card.input.image
+    assert image is not None and (image.channels, image.height, image.width) == (1, 16, 16)
+    assert image.files is not None
+    assert image.files.model_dump() == {
+        "mode": "L", "resize": None, "scale": 1 / 255, "max_pixels": 256
+    }  # fmt: skip
+    assert card.data is not None and card.data.source == "images" and card.data.sha256
+
+
 def test_an_export_removes_the_previous_models_verification(
     wine_ckpt: Path, tmp_path: Path
 ) -> None:
@@ -206,3 +247,24 @@ def test_kill_9_during_export_never_mixes_two_models(wine_ckpt: Path, tmp_path: 
     export_checkpoint(wine_ckpt, out)  # the next export cleans up after the killed ones
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_feature_with_a_large_mean_keeps_float32_precision(tmp_path: Path) -> None:
+    """A year-like column (mean ~2008, std ~0.8): folding its mean into a bias made float32
+    cancel ~1e-4 at run time; subtracted in the graph, the export matches the oracle."""
+    from training.checkpoint import load_checkpoint
+
+    rng = np.random.default_rng(0)
+    rows = ["year,size,label"]
+    for i in range(300):
+        year = 2007 + i % 3
+        rows.append(f"{year},{rng.normal(i % 2, 1):.4f},{(i // 3) % 2}")
+    path = tmp_path / "years.csv"
+    path.write_text("\n".join(rows) + "\n")
+    ckpt_path = make_checkpoint(tmp_path / "c.pt", str(path), "mlp", (32,), label_column="label")
+    result = export_checkpoint(ckpt_path, tmp_path / "out")
+    ckpt = load_checkpoint(ckpt_path)
+    x = load_splits(ckpt.data_spec).train.X
+    want, _ = reference_outputs(reference_model(ckpt), x)
+    got = ort_session(str(result.path)).run(["logits"], {"input": x})[0]
+    assert np.max(np.abs(got - want)) <= 2e-6 * max(1.0, float(np.max(np.abs(want))))

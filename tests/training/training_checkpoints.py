@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -13,11 +14,17 @@ from training.models import build_model
 
 
 def make_checkpoint(
-    path: Path, dataset: str, kind: str, widths: tuple[int, ...], bn_position: str = "before"
+    path: Path,
+    dataset: str,
+    kind: str,
+    widths: tuple[int, ...],
+    bn_position: str = "before",
+    **data_options: Any,
 ) -> Path:
-    """A checkpoint with random weights and random BN statistics (no training needed)."""
+    """A checkpoint with random weights and random BN statistics (no training needed);
+    ``data_options`` go to ``make_data_spec``."""
     torch.manual_seed(0)
-    splits = load_splits(make_data_spec(dataset))
+    splits = load_splits(make_data_spec(dataset, **data_options))
     config = ModelConfig(
         kind=kind,  # type: ignore[arg-type]
         in_shape=tuple(splits.sample_shape),

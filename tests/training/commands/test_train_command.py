@@ -35,7 +35,8 @@ def test_every_option_is_explained_in_its_group() -> None:
         assert action.help and len(action.help) > 10, action.option_strings
     groups = {g.title: [a.dest for a in g._group_actions] for g in parser._action_groups}
     assert groups["data"] == [
-        "dataset", "label_column", "val_fraction", "test_fraction", "split_seed", "out"
+        "dataset", "label_column", "labels", "features", "categorical", "missing", "channels",
+        "image_size", "val_fraction", "test_fraction", "split_seed", "out",
     ]  # fmt: skip
     assert {"kind", "widths", "dropout"} <= set(groups["model"])
     assert {"epochs", "lr", "label_smoothing"} <= set(groups["optimization"])
@@ -114,8 +115,27 @@ def test_train_writes_the_run_folder(tmp_path: Path) -> None:
         (["--dataset", "{tmp}/absent.csv"], "not found"),
         (["--dataset", "{tmp}/data.csv"], "--label-column"),
         (["--dataset", "{tmp}/data.csv", "--label-column", "nope"], "no label column 'nope'"),
-        (["--dataset", "{tmp}/data.csv", "--label-column", "name"], "label column 'name'"),
-        (["--dataset", "{tmp}/data.csv", "--label-column", "y"], "column 'name' is not numeric"),
+        (["--dataset", "{tmp}/data.csv", "--label-column", "name"], "class 'w' has 1 sample"),
+        (["--dataset", "{tmp}/data.csv", "--label-column", "y"], "class '0' has 2 sample"),
+        (
+            ["--dataset", "{tmp}/data.csv", "--label-column", "y", "--features", "a,zz"],
+            "--features names 'zz' is not a column of the file (its columns: 'a', 'name', 'y')",
+        ),
+        (
+            ["--dataset", "{tmp}/data.csv", "--label-column", "y", "--categorical", "y"],
+            "--categorical names 'y', which is not a feature column",
+        ),
+        (
+            ["--dataset", "{tmp}/data.csv", "--label-column", "y", "--labels", "0,2"],
+            "data.csv: line 3, column 'y': label '1' is not one of --labels (0, 2)",
+        ),
+        (["--dataset", "{tmp}/gaps.csv", "--label-column", "y"], "line 3, column 'a': missing"),
+        (["--labels", "only"], "--labels needs at least 2 class names"),
+        (["--labels", "{tmp}/absent.txt"], "--labels: cannot read"),
+        (["--dataset", "wine", "--image-size", "8,8"], "--image-size does not apply"),
+        (["--image-size", "8,8,8"], "--image-size takes H,W (two values)"),
+        (["--dataset", "{tmp}", "--missing", "mean"], "--missing does not apply"),
+        (["--dataset", "{tmp}"], "{tmp}: no class sub-folders with images"),
         (["--batch-size", "1"], "--batch-size must be >= 2 (BatchNorm needs 2+ samples"),
         (["--batch-size", "5000"], "fewer than --batch-size 5000"),
         (["--epochs", "0"], "--epochs must be >= 1, got 0"),
@@ -139,6 +159,7 @@ def test_bad_input_stops_before_training_with_one_line(
     message: str,
 ) -> None:
     (tmp_path / "data.csv").write_text("a,name,y\n1,x,0\n2,y,1\n3,z,0\n4,w,1\n")
+    (tmp_path / "gaps.csv").write_text("a,y\n1,0\nNA,1\n3,0\n")
 
     def no_training(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("training started despite bad input")
@@ -149,7 +170,7 @@ def test_bad_input_stops_before_training_with_one_line(
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
-    assert message in err
+    assert message.replace("{tmp}", str(tmp_path)) in err
     assert not (tmp_path / "out").exists()
 
 
