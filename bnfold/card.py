@@ -5,8 +5,10 @@ so one file is the whole truth about a model. It describes what the graph takes
 (``InputSpec``: a tabular row of named numeric/categorical features, or an image,
 and how a client's values become the float32 tensor), what it returns (the two
 public outputs ``LOGITS`` and ``PROBABILITIES``, in ``labels`` order), where it
-came from (``data``, ``fold``, ``metrics``, ``recalibration``) and how the
-service checks it (``golden`` samples, ``digest``). ``bnfold.digest`` seals a
+came from (``data``, ``fold``, ``metrics``, ``recalibration``), how the
+service checks it (``golden`` samples, ``digest``) and, optionally, how it
+watches its inputs for drift (``monitor``: the reference moments the folded
+BatchNorm layers promise, the input ranges and the calibrated thresholds). ``bnfold.digest`` seals a
 file: the digest covers the whole model except its metadata, plus this card
 without its ``digest`` field, and the model version is its first characters.
 
@@ -15,6 +17,7 @@ Only pydantic here: no onnx, no torch, no numpy.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Annotated, Literal
 
@@ -27,21 +30,26 @@ __all__ = [
     "INPUT_NAME",
     "LOGITS",
     "MAX_GOLDEN_TOLERANCE",
+    "MONITOR_OUTPUT",
     "OUTPUTS",
     "PROBABILITIES",
     "VERSION_CHARS",
     "CategoricalFeature",
     "DataProvenance",
     "Feature",
+    "FeatureRange",
     "FoldSummary",
     "GoldenSample",
     "ImageFiles",
     "ImageSpec",
     "InputSpec",
     "ModelCard",
+    "MonitorSpec",
+    "MonitoredTensor",
     "NumericFeature",
     "Recalibration",
     "TabularSpec",
+    "WindowCalibration",
     "card_from_json",
 ]
 
@@ -51,6 +59,8 @@ INPUT_NAME = "input"
 LOGITS = "logits"
 PROBABILITIES = "probabilities"
 OUTPUTS = (LOGITS, PROBABILITIES)  # the public graph outputs, in this order
+# The monitor's internal graph output: never listed in V2 metadata, never returned to clients.
+MONITOR_OUTPUT = "bnfold.monitor"
 FLOAT32_MAX = 3.4028234663852886e38  # largest finite float32: every input value must fit
 # A card cannot switch its own check off: golden samples must reproduce to this or better.
 MAX_GOLDEN_TOLERANCE = 1e-4
@@ -248,6 +258,158 @@ class Recalibration(_Strict):
     target_samples: int = Field(ge=1)
 
 
+class MonitoredTensor(_Strict):
+    """A tensor of the graph and the per-channel moments a folded BatchNorm promises for it.
+
+    The reference is ``N(mean, var + floor)`` per channel; ``floor`` is the BatchNorm's
+    ε in this tensor's units. Layout of the internal output: see ``MonitorSpec``.
+    """
+
+    name: str = Field(description="The BatchNorm whose statistics are the reference.")
+    origin: Literal["backward", "forward"] = Field(
+        description="backward: the output of the layer the BN was folded into (mean β, "
+        "var γ²σ²/(σ²+ε)); forward: the tensor entering the layer the BN was folded into "
+        "(mean μ, var σ²)."
+    )
+    description: str
+    mean: list[float] = Field(min_length=1)
+    var: list[float] = Field(min_length=1)
+    floor: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> MonitoredTensor:
+        if not len(self.mean) == len(self.var) == len(self.floor):
+            raise ValueError(
+                f"monitored tensor {self.name!r}: mean, var and floor differ in length"
+            )
+        if min(self.var) < 0 or min(self.floor) < 0:
+            raise ValueError(f"monitored tensor {self.name!r}: negative variance or floor")
+        return self
+
+    @property
+    def channels(self) -> int:
+        """Number of channels (features for a 2-D tensor)."""
+        return len(self.mean)
+
+
+class FeatureRange(_Strict):
+    """The training distribution of one input feature (tabular) or channel (image)."""
+
+    name: str
+    min: float
+    max: float
+    quantiles: list[float] = Field(description="At the monitor's ``quantile_levels``.")
+    cdf: list[float] = Field(
+        description="Fraction of the training values <= each quantile (the levels, unless the "
+        "feature has ties)."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeatureRange:
+        values = [self.min, *self.quantiles, self.max]
+        if any(b < a for a, b in itertools.pairwise(values)):
+            raise ValueError(f"range of {self.name!r}: min <= quantiles <= max must hold")
+        cdf = [0.0, *self.cdf, 1.0]
+        if len(self.cdf) != len(self.quantiles) or any(b < a for a, b in itertools.pairwise(cdf)):
+            raise ValueError(f"range of {self.name!r}: one non-decreasing cdf value per quantile")
+        return self
+
+
+class WindowCalibration(_Strict):
+    """The drift scores of clean windows of ``window`` samples drawn from held-out data."""
+
+    window: int = Field(ge=2)
+    windows: int = Field(ge=1, description="How many clean windows were drawn.")
+    component_quantiles: list[list[float]] = Field(
+        description="Per score component (``MonitorSpec.components``): its quantiles at the "
+        "monitor's ``tail_levels``."
+    )
+    quantiles: list[float] = Field(description="Overall score at the monitor's ``score_levels``.")
+    threshold: float = Field(
+        description="Drift: overall score above this (the split-conformal (1 - false_alarm_rate) "
+        "quantile)."
+    )
+
+
+class MonitorSpec(_Strict):
+    """What the service needs to watch for covariate shift, with no training data at hand.
+
+    The internal graph output ``output`` has, per sample, for every monitored tensor in
+    list order a block of ``2 x channels`` columns (the per-channel mean over spatial
+    positions of ``x``, then that of ``x²``), and last, for every input
+    feature or channel in ``ranges`` order, ``len(quantile_levels)`` columns: the
+    fraction of its values <= each of its quantiles.
+    """
+
+    output: str = Field(default=MONITOR_OUTPUT, description="The internal graph output.")
+    score: Literal["bnfold-drift-1"] = Field(
+        default="bnfold-drift-1", description="The score's definition (bnfold.drift)."
+    )
+    tensors: list[MonitoredTensor] = Field(
+        description="One per folded BatchNorm, in graph order (none in a BN-free network)."
+    )
+    ranges: list[FeatureRange] = Field(
+        min_length=1, description="One per input column (tabular) or channel (image)."
+    )
+    quantile_levels: list[float] = Field(min_length=1)
+    range_data: str = Field(description="What the ranges were measured on.")
+    false_alarm_rate: float = Field(gt=0, lt=0.5)
+    tail_levels: list[float] = Field(min_length=2)
+    score_levels: list[float] = Field(min_length=1)
+    calibration: list[WindowCalibration] = Field(min_length=1)
+    calibration_data: str = Field(description="What the clean windows were drawn from.")
+    clean_out_of_range_rate: float = Field(
+        ge=0,
+        le=1,
+        description="Fraction of the calibration samples with a value outside ``ranges``.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MonitorSpec:
+        if self.output in OUTPUTS:
+            raise ValueError(f"the monitor output may not be named {self.output!r}")
+        for levels in (self.quantile_levels, self.tail_levels, self.score_levels):
+            if any(not 0 < q < 1 for q in levels) or levels != sorted(set(levels)):
+                raise ValueError("quantile levels must be increasing, each in (0, 1)")
+        if any(len(r.quantiles) != len(self.quantile_levels) for r in self.ranges):
+            raise ValueError("every range needs one quantile per quantile level")
+        windows = [c.window for c in self.calibration]
+        if windows != sorted(set(windows)):
+            raise ValueError("calibrated window sizes must be increasing")
+        components, tails = len(self.components), len(self.tail_levels)
+        for c in self.calibration:
+            if len(c.component_quantiles) != components or any(
+                len(q) != tails or q != sorted(q) for q in c.component_quantiles
+            ):
+                raise ValueError(
+                    f"calibration of window {c.window}: {components} components with "
+                    f"{tails} increasing quantiles each"
+                )
+            if len(c.quantiles) != len(self.score_levels):
+                raise ValueError(f"calibration of window {c.window}: one quantile per level")
+        return self
+
+    @property
+    def components(self) -> list[str]:
+        """The score's components: the input's quantiles, then every monitored tensor."""
+        return ["input quantiles", *(t.name for t in self.tensors)]
+
+    @property
+    def columns(self) -> int:
+        """Width of the internal output (per sample)."""
+        moments = 2 * sum(t.channels for t in self.tensors)
+        return moments + len(self.ranges) * len(self.quantile_levels)
+
+    def calibration_for(self, window: int) -> WindowCalibration | None:
+        """The largest calibrated window not above ``window`` (None if all are larger):
+        a smaller window's scores spread more, so its threshold is conservative."""
+        fitting = [c for c in self.calibration if c.window <= window]
+        return fitting[-1] if fitting else None
+
+
+_LATER_FIELDS = ("monitor",)
+
+
 class ModelCard(_Strict):
     """Everything the service needs to know about, and check in, a model file."""
 
@@ -266,6 +428,9 @@ class ModelCard(_Strict):
     fold: FoldSummary
     data: DataProvenance | None = None
     recalibration: Recalibration | None = None
+    monitor: MonitorSpec | None = Field(
+        default=None, description="Drift monitoring reference; None: the model is not monitored."
+    )
     metrics: dict[str, float] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     created_at: str
@@ -293,6 +458,17 @@ class ModelCard(_Strict):
                     f"{len(sample.probabilities)} probabilities; the card declares {size} "
                     f"and {classes}"
                 )
+        monitor = self.monitor
+        if monitor is not None:
+            spec = self.input
+            width = spec.shape[1]  # tabular columns or image channels
+            if len(monitor.ranges) != width:
+                raise ValueError(
+                    f"the monitor needs {width} input ranges, "
+                    f"one per {'column' if spec.kind == 'tabular' else 'channel'}"
+                )
+            if monitor.output == spec.name:
+                raise ValueError("the monitor output may not be named as the input")
         return self
 
     @property
@@ -302,15 +478,20 @@ class ModelCard(_Strict):
 
     def public(self) -> dict[str, object]:
         """The card without the golden samples (what ``GET /model`` shows)."""
-        return self.model_dump(mode="json", exclude={"golden"})
+        return self.model_dump(mode="json", exclude={"golden", *self._absent()})
 
     def to_json(self) -> str:
         """The card as stored in the file."""
-        return self.model_dump_json()
+        return self.model_dump_json(exclude=self._absent())
 
     def canonical_unsealed(self) -> bytes:
         """The card without its digest, as the digest hashes it."""
-        return self.model_dump_json(exclude={"digest"}).encode()
+        return self.model_dump_json(exclude={"digest", *self._absent()}).encode()
+
+    def _absent(self) -> set[str]:
+        # Fields added to schema 2 later are left out when unset, so that every card written
+        # before them serializes, and hashes, exactly as it did.
+        return {name for name in _LATER_FIELDS if getattr(self, name) is None}
 
 
 def card_from_json(text: str | bytes) -> ModelCard:

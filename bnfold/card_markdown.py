@@ -71,6 +71,7 @@ def card_markdown(card: ModelCard) -> str:
         _data(card),
         _metrics(card),
         _fold(card),
+        _monitor(card),
         _limitations(card),
         _provenance(card),
     ]
@@ -238,6 +239,30 @@ def _fold(card: ModelCard) -> list[str]:
     return lines
 
 
+def _monitor(card: ModelCard) -> list[str]:
+    spec = card.monitor
+    lines = ["## Drift monitor", ""]
+    if spec is None:
+        return [*lines, "No reference in this card: the service cannot tell drift.", ""]
+    unit = "feature" if card.input.kind == "tabular" else "channel"
+    windows = ", ".join(str(c.window) for c in spec.calibration)
+    tensors = ", ".join(_text(t.name) for t in spec.tensors) or "none"
+    lines += [
+        f"The service compares recent inputs with the training distribution recorded here "
+        f"(`GET /monitor`): the range and {len(spec.quantile_levels)} quantiles of each input "
+        f"{unit} ({_text(spec.range_data)}) and the per-channel moments that the folded "
+        f"BatchNorm layers promise ({tensors}). Drift is a score above the threshold "
+        f"calibrated on clean windows of {windows} samples ({_text(spec.calibration_data)}): "
+        f"{_percent(spec.false_alarm_rate)} false alarms.",
+        "",
+    ]
+    rows = [[_text(r.name), _number(r.min), _number(r.max)] for r in spec.ranges[:_SHOWN_LABELS]]
+    lines += _table([f"input {unit}", "training min", "training max"], rows)
+    if len(spec.ranges) > _SHOWN_LABELS:
+        lines += [f"... and {len(spec.ranges) - _SHOWN_LABELS} more.", ""]
+    return lines
+
+
 def _limitations(card: ModelCard) -> list[str]:
     items = [
         f"It always answers one of its {len(card.labels)} labels: an input that is none of "
@@ -254,6 +279,8 @@ def _limitations(card: ModelCard) -> list[str]:
         )
     elif acc is None:
         items.append("No test accuracy is recorded for the statistics this model folds.")
+    if card.monitor is None:
+        items.append("No drift reference: inputs that drift from the training data go unnoticed.")
     if card.stats_mode == "unknown":
         items.append("The BatchNorm statistics come from a user's module, not from bnfold.")
     if card.fold.refused or card.bn_nodes:

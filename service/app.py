@@ -26,6 +26,9 @@ from service.body import read_json, read_sample
 from service.errors import install_handlers
 from service.fastpath import PredictFastPath
 from service.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
+from service.monitor import build_monitor
+from service.monitor_metrics import MonitorCollector
+from service.monitor_report import build_monitor_router
 from service.oip import build_router
 from service.predictor import Predictor, Slot
 from service.runtime import ModelRuntime
@@ -74,7 +77,13 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         )
         metrics.load_seconds.set(loaded.load_seconds)
         metrics.model_info.labels(loaded.name, loaded.version).set(1)
-        slot.predictor = Predictor(loaded, settings.max_batch_size, metrics.observe_inference)
+        slot.predictor = Predictor(
+            loaded,
+            settings.max_batch_size,
+            metrics.observe_inference,
+            build_monitor(loaded.card, enabled=settings.monitor, window=settings.monitor_window),
+            reject_out_of_range=settings.out_of_range == "reject",
+        )
         app.openapi_schema = None  # rebuild the docs with this model's examples
         log.info(
             "serving model %r version %s (loaded and checked in %.3f s)",
@@ -164,6 +173,8 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(build_router(slot, limit))
+    app.include_router(build_monitor_router(slot, settings.monitor), responses=_errors(401, 503))
+    metrics.registry.register(MonitorCollector(slot))
     # Added last = outermost: CORS, token, metrics, then the /predict fast path.
     route = next(r for r in app.routes if getattr(r, "path", None) == "/predict")
     app.add_middleware(PredictFastPath, slot=slot, limit=limit, route=route)

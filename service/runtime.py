@@ -55,6 +55,8 @@ class ModelRuntime:
         self.sample_shape: tuple[int, ...] = card.input.sample_shape
         self.labels: list[str] = list(card.labels)
         self._outputs = list(OUTPUTS)
+        # The card's internal outputs (the drift monitor's): never returned to clients.
+        self._all_outputs = [*OUTPUTS, *([card.monitor.output] if card.monitor else [])]
         self._run = session.run
         self.checks: dict[str, object] = {}
 
@@ -85,6 +87,7 @@ class ModelRuntime:
         runtime = cls(session, card, path, 0.0)
         runtime._check_session()
         runtime._check_golden()
+        runtime._check_monitor()
         runtime.load_seconds = time.perf_counter() - start
         return runtime
 
@@ -94,15 +97,35 @@ class ModelRuntime:
         Each sample runs on its own, so a sample's result never depends on what
         else is in the batch (ORT may pick other kernels for other batch sizes).
         """
-        run, outputs, name = self._run, self._outputs, self.input_name
+        logits, probs = self._each(self._outputs, batch)
+        return logits, probs
+
+    def run_monitored(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``run`` plus the monitor's internal output ``(N, columns)``, in the same ORT call."""
+        logits, probs, stats = self._each(self._all_outputs, batch)
+        return logits, probs, stats
+
+    def _each(self, outputs: list[str], batch: np.ndarray) -> list[np.ndarray]:
+        run, name = self._run, self.input_name
         if len(batch) == 1:
-            logits, probs = run(outputs, {name: batch})
-            return logits, probs
+            return run(outputs, {name: batch})
         rows = [run(outputs, {name: batch[i : i + 1]}) for i in range(len(batch))]
-        return (
-            np.concatenate([r[0] for r in rows]),
-            np.concatenate([r[1] for r in rows]),
-        )
+        return [np.concatenate([r[k] for r in rows]) for k in range(len(outputs))]
+
+    def _check_monitor(self) -> None:
+        monitor = self.card.monitor
+        if monitor is None:
+            return
+        sample = np.asarray(self.card.golden[0].input, dtype=np.float32)
+        try:
+            stats = self.run_monitored(sample.reshape((1, *self.sample_shape)))[2]
+        except Exception as exc:  # ORT raises several unrelated types
+            raise ModelLoadError(f"the monitor output fails: {_first_line(exc)}") from None
+        if stats.shape != (1, monitor.columns):
+            raise ModelLoadError(
+                f"the monitor output {monitor.output!r} has shape {list(stats.shape[1:])}, "
+                f"the card's monitor needs [{monitor.columns}]"
+            )
 
     def _check_session(self) -> None:
         card = self.card
@@ -118,9 +141,10 @@ class ModelRuntime:
         ):
             raise ModelLoadError(f"graph input shape {shape} differs from the card's {declared}")
         names = [o.name for o in self.session.get_outputs()]
-        if names != self._outputs:
+        if names != self._all_outputs:
             raise ModelLoadError(
-                f"graph outputs {names} differ from the contract's {self._outputs}"
+                f"graph outputs {names} differ from the contract's {self._all_outputs} "
+                "(the public outputs, then the card's internal ones)"
             )
 
     def _check_golden(self) -> None:

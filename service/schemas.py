@@ -35,6 +35,11 @@ class PredictResponse(BaseModel):
     class_index: int = Field(description="Index of the label in the card's labels.")
     probabilities: dict[str, float] = Field(description="Softmax probability of each label.")
     model_version: str = Field(description="The model's weights hash (first 12 hex digits).")
+    warnings: list[str] | None = Field(
+        default=None,
+        description="Only when the input is outside the training range (OUT_OF_RANGE=warn): "
+        "which feature or channel, and the range; the prediction may not be reliable.",
+    )
 
 
 class BatchResponse(BaseModel):

@@ -68,8 +68,25 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    # Drift monitoring (service.monitor): needs a card with a monitor reference.
+    monitor: bool = Field(
+        default=True,
+        description="MONITOR: watch the inputs for drift with the model's own BatchNorm "
+        "statistics (GET /monitor, drift metrics, out-of-range warnings); off: none of it.",
+    )
+    monitor_window: int = Field(
+        default=256,
+        ge=16,
+        le=16384,
+        description="MONITOR_WINDOW: how many recent samples the drift score covers.",
+    )
+    out_of_range: Literal["warn", "reject"] = Field(
+        default="warn",
+        description="OUT_OF_RANGE: a sample outside the training range is answered with "
+        "'warnings' (warn) or refused with 422 (reject).",
+    )
 
-    @field_validator("log_level", "docs_access", mode="before")
+    @field_validator("log_level", "docs_access", "out_of_range", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

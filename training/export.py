@@ -6,7 +6,9 @@ BatchNormalization, no runtime-constant node, ONNX checker, shape inference),
 record golden samples computed by the UNFOLDED PyTorch eval model, seal the card
 (``bnfold.digest``) and write the files atomically. ``export_checkpoint``
 (``python -m training export``) feeds it a trained checkpoint, with the input
-standardization folded into the first layer.
+standardization folded into the first layer. Given ``MonitorData``, the graph
+also gets the monitor's internal output and the card its ``monitor`` entry
+(``training.monitor_graph``, ``training.monitor_reference``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import torch
 from torch import nn
 
 from bnfold.card import (
+    MONITOR_OUTPUT,
+    OUTPUTS,
     DataProvenance,
     FoldSummary,
     GoldenSample,
@@ -44,6 +48,15 @@ from training.errors import UsageError, first_line
 from training.folder_swap import check_target, update_folder
 from training.folding import fold_batchnorm
 from training.input_fold import raw_input_model
+from training.monitor_graph import WithMonitor, global_average_pools, with_moments
+from training.monitor_reference import (
+    WINDOW_SIZES,
+    MonitorData,
+    input_ranges,
+    monitor_spec,
+    monitored_tensors,
+    quantile_tensor,
+)
 from training.onnx_graph import (
     INPUT_NAME,
     WithProbabilities,
@@ -102,13 +115,15 @@ def export_network(
     *,
     allow_unfolded: bool = False,
     opset: int = DEFAULT_OPSET,
+    monitor: MonitorData | None = None,
 ) -> ExportResult:
     """Fold ``net`` and export it to ``out_dir/model.onnx`` with its sealed card.
 
     ``net`` takes the model's RAW input (any standardization already inside it)
     and returns logits; ``oracle`` is the same computation UNFOLDED (eval mode),
     whose float64 outputs the golden samples record; ``example`` (raw inputs)
-    drives the fold checks; ``golden_inputs`` are ``(note, sample)`` pairs.
+    drives the fold checks; ``golden_inputs`` are ``(note, sample)`` pairs;
+    ``monitor`` (optional) adds drift monitoring.
     """
     if opset < 17:
         raise UsageError(f"--opset must be at least 17, got {opset}")
@@ -125,7 +140,17 @@ def export_network(
         )
 
     try:
-        model = to_onnx(WithProbabilities(fold.model), example[:2], opset=opset)
+        if monitor is None:
+            model = to_onnx(WithProbabilities(fold.model), example[:2], opset=opset)
+        else:
+            taps, tensors = monitored_tensors(fold.moments, fold.report)
+            ranges = input_ranges(monitor.reference, fields.input)
+            monitored = WithMonitor(
+                with_moments(fold.model, taps, quantile_tensor(ranges), example[:2])
+            )
+            names = (*OUTPUTS, MONITOR_OUTPUT)
+            model = to_onnx(monitored, example[:2], opset=opset, output_names=names)
+            model = global_average_pools(model)
     except Exception as exc:  # the exporter raises many types; a user's module may hit any
         raise UsageError(f"torch.onnx.export cannot export the model: {root_cause(exc)}") from exc
     bn_nodes = count_ops(model.SerializeToString(), "BatchNormalization")
@@ -137,6 +162,10 @@ def export_network(
     model = check_graph(model)
 
     golden, golden_diff = golden_samples(oracle, model, golden_inputs)
+    extra = dict(fields.extra or {})
+    if monitor is not None:
+        session = ort_session(model)
+        extra["monitor"] = monitor_spec(session, tensors, ranges, monitor, fields.input)
     card = ModelCard(
         name=fields.name,
         input=fields.input,
@@ -151,7 +180,7 @@ def export_network(
         opset=opset,
         golden_tolerance=GOLDEN_TOLERANCE,
         golden=golden,
-        **(fields.extra or {}),
+        **extra,
     )
     data, card = seal_model(model, card)
     with update_folder(out) as stage:
@@ -177,8 +206,11 @@ def export_checkpoint(
     name: str | None = None,
     allow_unfolded: bool = False,
     opset: int = DEFAULT_OPSET,
+    monitor: bool = True,
 ) -> ExportResult:
-    """Fold and export a training checkpoint to ``out_dir/model.onnx``."""
+    """Fold and export a training checkpoint to ``out_dir/model.onnx``; ``monitor``: with
+    drift monitoring, calibrated on the validation split (skipped when that split is too
+    small to calibrate a window: the card then has no ``monitor`` entry)."""
     check_target(out_dir)
     ckpt = load_checkpoint(checkpoint)
     splits = load_splits(ckpt.data_spec)
@@ -195,6 +227,7 @@ def export_checkpoint(
         data=data_provenance(ckpt.data_spec, splits),
     )
     golden = golden_inputs(splits.train.X, splits.test.X, splits.test.y, ckpt.labels)
+    data = MonitorData(reference=splits.train.X, calibration=splits.val.X)
     return export_network(
         net,
         reference_model(ckpt),
@@ -204,6 +237,7 @@ def export_checkpoint(
         out_dir,
         allow_unfolded=allow_unfolded,
         opset=opset,
+        monitor=data if monitor and len(splits.val) >= WINDOW_SIZES[0] else None,
     )
 
 

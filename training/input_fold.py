@@ -76,18 +76,26 @@ def fold_standardization_into(layer: nn.Module, mean: torch.Tensor, std: torch.T
             bias.copy_(b_new.to(bias.dtype))
 
 
-class Center(nn.Module):
-    """``x - mean`` per feature (2-D input) or per channel (image input)."""
+class CenteredInput(nn.Module):
+    """``net(x - mean)``, mean per feature (2-D input) or per channel (image input).
 
-    mean: torch.Tensor
+    ``net``'s submodules are registered here under their own names, so the fold
+    report, the card and the drift monitor name layers as the checkpoint does
+    (``layers.1``, not ``1.layers.1``).
+    """
 
-    def __init__(self, mean: torch.Tensor) -> None:
+    input_mean: torch.Tensor
+
+    def __init__(self, net: nn.Module, mean: torch.Tensor) -> None:
         super().__init__()
-        self.register_buffer("mean", mean.detach().clone())
+        self.register_buffer("input_mean", mean.detach().clone())
+        for name, child in net.named_children():
+            self.add_module(name, child)
+        self._net_forward = net.forward  # net's children are the modules registered above
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1) + (1,) * (x.dim() - 2)  # broadcast over the channel axis
-        return x - self.mean.reshape(shape)
+        return self._net_forward(x - self.input_mean.reshape(shape))
 
 
 def raw_input_model(
@@ -96,7 +104,7 @@ def raw_input_model(
     """``net`` taking raw input: ``1/std`` folded into ``layer`` (in place), ``mean``
     subtracted in front (see the module docstring for why it is not folded)."""
     fold_standardization_into(layer, torch.zeros_like(mean), std)
-    return nn.Sequential(Center(mean), net)
+    return CenteredInput(net, mean)
 
 
 def _padding(layer: nn.modules.conv._ConvNd) -> tuple[int, ...]:

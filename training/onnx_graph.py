@@ -6,7 +6,7 @@ import contextlib
 import io
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import onnx
 import onnxruntime as ort
@@ -47,10 +47,17 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def to_onnx(module: nn.Module, example: torch.Tensor, *, opset: int = 18) -> onnx.ModelProto:
+def to_onnx(
+    module: nn.Module,
+    example: torch.Tensor,
+    *,
+    opset: int = 18,
+    output_names: Sequence[str] = OUTPUTS,
+) -> onnx.ModelProto:
     """Export ``module`` (eval mode) with one input ``input`` and a dynamic batch axis.
 
-    ``module`` must return ``(logits, probabilities)`` (see ``WithProbabilities``).
+    ``module`` must return ``(logits, probabilities)`` (see ``WithProbabilities``),
+    followed by any internal outputs ``output_names`` lists after those two.
     Uses the ``torch.export``-based exporter with its graph optimizer, which folds
     constants so the graph computes nothing that is fixed at run time.
     """
@@ -61,7 +68,7 @@ def to_onnx(module: nn.Module, example: torch.Tensor, *, opset: int = 18) -> onn
             module,
             (example,),
             input_names=[INPUT_NAME],
-            output_names=list(OUTPUTS),
+            output_names=list(output_names),
             dynamic_shapes=({0: batch},),
             opset_version=opset,
             dynamo=True,

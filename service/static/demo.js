@@ -210,27 +210,55 @@ function fillExample() {
   });
 }
 
-// ---- the drift monitor, where the service has one ----------------------------------------------
+// ---- the drift monitor (GET /monitor), where the service has one --------------------------------
 async function refreshMonitor() {
   const response = await api("monitor");
   if (!response.ok) {
-    $("monitor").hidden = true;
+    $("monitor").hidden = true; // no such route (404), or not allowed
     return;
   }
-  const body = await response.json();
-  const scalars = $("monitor-scalars");
-  scalars.replaceChildren();
-  const nested = {};
-  for (const [key, value] of Object.entries(body)) {
-    if (value === null || typeof value !== "object") {
-      const text = typeof value === "number" ? String(+value.toPrecision(4)) : String(value);
-      scalars.append(el("dt", key), el("dd", text));
-    } else {
-      nested[key] = value;
+  renderMonitor(await response.json());
+  $("monitor").hidden = false;
+}
+
+function renderMonitor(report) {
+  const num = (v) => (typeof v === "number" ? String(+v.toPrecision(4)) : "–");
+  const pct = (v) => (typeof v === "number" ? `${(100 * v).toFixed(1)} %` : "–");
+  const facts = [];
+  if (report.enabled === false) {
+    facts.push(["Monitoring", `off: ${report.reason || "disabled"}`]);
+  } else {
+    let drift = "too few samples yet";
+    if (report.drift !== null && report.drift !== undefined) drift = report.drift ? "yes" : "no";
+    facts.push(["Drift", drift]);
+    facts.push(["Score / threshold", `${num(report.score)} / ${num(report.threshold)}`]);
+    facts.push(["False-alarm rate", `${pct(report.false_alarm_rate)} of clean windows`]);
+    facts.push([
+      "Window",
+      `${report.samples_in_window} of ${report.window_size} samples (${report.samples_seen} seen)`,
+    ]);
+    const range = report.input_out_of_range;
+    if (range) facts.push(["Inputs out of range", `${pct(range.rate)} (clean data ${pct(range.clean_rate)})`]);
+    const classes = report.predictions;
+    if (classes && typeof classes.total_variation === "number") {
+      facts.push(["Predicted vs training classes", `total variation ${num(classes.total_variation)}`]);
+    }
+    const shifted = (report.most_shifted_channels || []).slice(0, 3);
+    if (shifted.length) {
+      facts.push(["Most shifted channels", shifted.map((c) => `${c.name} ${num(c.value)}`).join(", ")]);
     }
   }
-  $("monitor-details").textContent = Object.keys(nested).length ? JSON.stringify(nested, null, 1) : "";
-  $("monitor").hidden = false;
+  const dl = $("monitor-facts");
+  dl.replaceChildren();
+  for (const [term, value] of facts) dl.append(el("dt", term), el("dd", value));
+  const body = $("monitor-components").querySelector("tbody");
+  body.replaceChildren();
+  for (const c of report.components || []) {
+    const row = el("tr", undefined, c.shifted ? "shifted" : "");
+    row.append(el("td", c.name), el("td", num(c.score)), el("td", num(c.surprise)), el("td", c.shifted ? "yes" : "no"));
+    body.append(row);
+  }
+  $("monitor-components").hidden = !(report.components || []).length;
 }
 
 start().catch((err) => showError(String(err)));

@@ -70,17 +70,27 @@ function setupImage() {
   showInput(image);
 }
 
-// Canvas ink (white on black) 0..1 -> the model's values: the card's file rule (pixel x scale)
-// when the model takes files, else the range of the model's own example input.
+// Canvas ink (white on black) 0..1 -> the model's values, per channel: the card's file rule
+// (pixel x scale) when the model takes files, else the training range the card records for
+// the drift monitor, else the range of the model's own example input.
 function valueRange(image) {
+  const same = (v) => Array(image.channels).fill(v);
+  const round = (v) => +v.toFixed(4);
   if (image.files) {
     const hi = 255 * image.files.scale;
-    return { lo: 0, hi, note: `Ink 0..255 × ${image.files.scale} (the card's file rule) = 0..${+hi.toFixed(4)}.` };
+    return { lo: same(0), hi: same(hi), note: `Ink 0..255 × ${image.files.scale} (the card's file rule) = 0..${round(hi)}.` };
+  }
+  const ranges = state.card.monitor ? state.card.monitor.ranges : null;
+  if (ranges && ranges.length === image.channels) {
+    const lo = ranges.map((r) => r.min);
+    const hi = ranges.map((r) => r.max);
+    const shown = ranges.map((r) => `${round(r.min)}..${round(r.max)}`).join(", ");
+    return { lo, hi, note: `Ink maps to ${shown}, the training range in the model card.` };
   }
   const flat = state.example ? state.example.flat(3) : [];
   const lo = flat.length ? flat.reduce((a, b) => Math.min(a, b)) : 0;
   const hi = flat.length ? flat.reduce((a, b) => Math.max(a, b)) : 1;
-  return { lo, hi, note: `Ink maps to ${lo}..${hi}, the range of the model's example input.` };
+  return { lo: same(lo), hi: same(hi), note: `Ink maps to ${lo}..${hi}, the range of the model's example input.` };
 }
 
 function clearCanvas(ctx) {
@@ -112,7 +122,7 @@ function sampleCanvas(ctx, image, cell) {
           }
         }
         const ink = sum / (cell * cell * 255);
-        row.push(Math.round((lo + ink * (hi - lo)) * 1000) / 1000);
+        row.push(Math.round((lo[c] + ink * (hi[c] - lo[c])) * 1000) / 1000);
       }
       rows.push(row);
     }
@@ -125,11 +135,15 @@ function toChannels(value, image) {
   return image.channels === 1 && !Array.isArray(value[0][0]) ? [value] : value;
 }
 
+function gray(value, lo, hi) {
+  return Math.round((255 * (value - lo)) / (hi - lo || 1));
+}
+
 function paintInput(ctx, image, cell) {
   const { lo, hi } = state.range;
   for (let y = 0; y < image.height; y++) {
     for (let x = 0; x < image.width; x++) {
-      const g = state.input.map((ch) => Math.round((255 * (ch[y][x] - lo)) / (hi - lo || 1)));
+      const g = state.input.map((ch, c) => gray(ch[y][x], lo[c], hi[c]));
       const [r, gr, b] = image.channels === 1 ? [g[0], g[0], g[0]] : g;
       ctx.fillStyle = `rgb(${r},${gr},${b})`;
       ctx.fillRect(x * cell, y * cell, cell, cell);
@@ -145,8 +159,8 @@ function showInput(image) {
     for (let x = 0; x < image.width; x++) {
       const i = (y * image.width + x) * 4;
       for (let k = 0; k < 3; k++) {
-        const ch = state.input[image.channels === 1 ? 0 : k];
-        pixels.data[i + k] = Math.round((255 * (ch[y][x] - lo)) / (hi - lo || 1));
+        const c = image.channels === 1 ? 0 : k;
+        pixels.data[i + k] = gray(state.input[c][y][x], lo[c], hi[c]);
       }
       pixels.data[i + 3] = 255;
     }

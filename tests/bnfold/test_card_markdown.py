@@ -133,6 +133,8 @@ def test_limitations_follow_from_the_card() -> None:
     assert "A missing value is refused (422) for: flipper\\|length." in limits
     assert "unbalanced (40 to 88 samples per label)" in limits
     assert "could not be folded" not in limits
+    assert "No drift reference" in limits  # this card has no monitor reference
+    assert "No reference in this card" in _section(card_markdown(card), "Drift monitor")
 
     refused = card.fold.model_copy(
         update={

@@ -141,8 +141,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     image_files = img_card.input.model_copy(
         update={"image": img_card.input.image.model_copy(update={"files": files})}
     )
+    # The committed checkpoint exported by this version: its card has the drift monitor's
+    # reference (the exporter needs torch; the service under test does not).
+    from training.export import export_checkpoint
+
+    export_checkpoint(REPO / "models" / "digits" / "checkpoint.pt", root / "digits-monitored")
     return {
         "digits": REPO / "models" / "digits" / "model.onnx",
+        "digits_monitored": root / "digits-monitored" / "model.onnx",
         "tabular": svc_models.save(tab, root / "tabular.onnx"),
         "mixed": svc_models.save(
             svc_models.with_card(tab, tab_card, input=mixed), root / "mixed.onnx"

@@ -87,8 +87,9 @@ def test_draw_a_digit_and_read_the_prediction(
     for name, p in answer["probabilities"].items():
         assert bars[name] == pytest.approx(p, abs=1e-9)
     assert page.locator("#chart .bar-row.top").get_attribute("data-label") == "0"
-    assert ("/monitor", 404) in guard.api  # no monitor on this service: its panel is hidden
-    assert page.locator("#monitor").is_hidden()
+    # This committed file predates the drift monitor: the panel says so, with the reason.
+    assert ("/monitor", 200) in guard.api
+    expect(page.locator("#monitor-facts")).to_contain_text("off: the model card has no monitor")
 
     page.locator("#card-details summary").click()
     expect(page.locator("#card-markdown")).not_to_be_empty()
@@ -208,21 +209,48 @@ def test_file_picker_for_models_that_take_files(
     assert _bars(page) == pytest.approx(answer["probabilities"], abs=1e-9)
 
 
-def test_monitor_panel_when_the_service_has_one(
+def test_monitor_panel_shows_the_drift_report(
+    service: Callable[..., str], open_page: OpenPage, models: dict[str, Path]
+) -> None:
+    from training.data import load_splits, make_data_spec
+
+    origin = service("digits_monitored", monitor_window="32")
+    for image in load_splits(make_data_spec("digits")).test.X[:40]:  # clean traffic
+        assert httpx.post(f"{origin}/predict", json={"image": image[0].tolist()}).is_success
+    page, _ = open_page(origin)
+    _ready(page)
+    # Without image files, ink maps to the training range the card keeps for the monitor.
+    (channel,) = _card(models, "digits_monitored").monitor.ranges
+    note = page.locator("#range-note").inner_text()
+    assert f"{channel.min:g}..{channel.max:g}, the training range in the model card" in note
+    page.locator("#example").click()
+    expect(page.locator("#label")).not_to_have_text("–")
+    expect(page.locator("#monitor-facts")).to_contain_text("41 seen")
+    report = httpx.get(f"{origin}/monitor").json()
+    assert report["enabled"] and report["samples_seen"] == 41 and report["drift"] is not None
+    facts = page.locator("#monitor-facts").inner_text()
+    assert f"Drift\n{'yes' if report['drift'] else 'no'}" in facts
+    assert f"{report['samples_in_window']} of {report['window_size']} samples" in facts
+    rows = page.locator("#monitor-components tbody tr")
+    assert rows.count() == len(report["components"]) > 1
+    assert [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())] == [
+        c["name"] for c in report["components"]
+    ]
+    screenshot(page, "demo-monitor.png")
+
+
+def test_monitor_panel_hidden_without_the_route(
     service: Callable[..., str], open_page: OpenPage
 ) -> None:
     origin = service("digits")
     page, _ = open_page(origin, "/static/ui/favicon.svg")  # a page on the origin, then route
-    report = {"drift": True, "samples_seen": 256, "score": 0.731, "layers": {"layers.1": 0.9}}
-    page.route(
-        f"{origin}/monitor",
-        lambda r: r.fulfill(status=200, content_type="application/json", body=json.dumps(report)),
-    )
+    page.route(f"{origin}/monitor", lambda r: r.fulfill(status=404, body='{"error": "not found"}'))
     page.goto(origin + "/")
     _ready(page)
-    page.wait_for_selector("#monitor:not([hidden])")
-    text = page.locator("#monitor").inner_text()
-    assert "samples_seen" in text and "256" in text and "0.731" in text and "layers.1" in text
+    expect(page.locator("#label")).to_have_text("–")
+    page.locator("#example").click()
+    expect(page.locator("#label")).not_to_have_text("–")
+    assert page.locator("#monitor").is_hidden()
 
 
 def test_token_form_then_predictions(service: Callable[..., str], open_page: OpenPage) -> None:

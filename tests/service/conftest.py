@@ -81,3 +81,26 @@ def live_image(model_dir: Path) -> Iterator[str]:
         yield url
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+def monitored_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real exports with a drift monitor: the committed digits checkpoint, and a wine MLP
+    with random weights (the exporter needs torch; the service under test does not)."""
+    sys.path.insert(0, str(REPO / "tests" / "training"))
+    from training_checkpoints import make_checkpoint
+
+    from training.export import export_checkpoint
+
+    root = tmp_path_factory.mktemp("monitored")
+    export_checkpoint(REPO / "models" / "digits" / "checkpoint.pt", root / "digits")
+    wine = make_checkpoint(root / "wine.pt", "wine", "mlp", (16, 8))
+    export_checkpoint(wine, root / "wine")
+    return root
+
+
+@pytest.fixture()
+def digits_monitored(monitored_dir: Path) -> Iterator[TestClient]:
+    app = create_app(make_settings(monitored_dir / "digits" / "model.onnx", monitor_window=64))
+    with TestClient(app) as client:
+        yield client

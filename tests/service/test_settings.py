@@ -72,3 +72,35 @@ def test_missing_model_path_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError) as info:
         Settings()  # type: ignore[call-arg]
     assert describe_error(info.value) == "MODEL_PATH is not set"
+
+
+def test_monitor_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_PATH", "m.onnx")
+    defaults = Settings()  # type: ignore[call-arg]
+    assert (defaults.monitor, defaults.monitor_window, defaults.out_of_range) == (True, 256, "warn")
+    for key, value in {
+        "MONITOR": "off",
+        "MONITOR_WINDOW": "1024",
+        "OUT_OF_RANGE": "REJECT",
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()  # type: ignore[call-arg]
+    assert (settings.monitor, settings.monitor_window, settings.out_of_range) == (
+        False,
+        1024,
+        "reject",
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"monitor_window": 8}, "MONITOR_WINDOW"),
+        ({"monitor_window": 1 << 20}, "MONITOR_WINDOW"),
+        ({"out_of_range": "drop"}, "OUT_OF_RANGE"),
+    ],
+)
+def test_bad_monitor_settings_name_the_variable(changes: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(model_path=Path("m.onnx"), **changes)  # type: ignore[arg-type]
+    assert fragment in describe_error(info.value)

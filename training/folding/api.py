@@ -16,6 +16,7 @@ from training.folding.concat import Part, plan_concat
 from training.folding.errors import FoldingError
 from training.folding.math import bn_affine
 from training.folding.math import relative_error as _relative_error
+from training.folding.moments import ExpectedMoments, expected_moments
 from training.folding.plan import (
     BatchNormSite,
     Context,
@@ -29,10 +30,15 @@ from training.folding.report import FoldEntry, FoldReport, NotFoldable
 
 @dataclass(frozen=True)
 class FoldResult:
-    """The folded model (a ``torch.fx.GraphModule``, eval mode) and its report."""
+    """The folded model (a ``torch.fx.GraphModule``, eval mode) and its report.
+
+    ``moments`` has one entry per folded BN: the expected per-channel moments of
+    the tensor of ``model`` it normalised (``training.folding.moments``).
+    """
 
     model: fx.GraphModule
     report: FoldReport
+    moments: tuple[ExpectedMoments, ...] = ()
 
     @property
     def bn_left(self) -> int:
@@ -69,6 +75,7 @@ def fold_batchnorm(
     ctx = Context(gm, env, g.Sharing.of(gm))
 
     entries: list[FoldEntry] = []
+    moments: list[ExpectedMoments] = []
     calls: Counter[str] = Counter()
     folded_modules: set[str] = set()
     for node in list(gm.graph.nodes):
@@ -76,8 +83,10 @@ def fold_batchnorm(
             key = str(node.target) if node.op == "call_module" else node.name
             calls[key] += 1
             name = key if calls[key] == 1 else f"{key}[call {calls[key]}]"
-            entry = _fold_one(ctx, node, name, tolerance)
+            entry, folded = _fold_one(ctx, node, name, tolerance)
             entries.append(entry)
+            if folded is not None:
+                moments.append(folded)
             if entry.status == "folded" and node.op == "call_module":
                 folded_modules.add(key)
     _drop_unused(gm, folded_modules)
@@ -88,16 +97,21 @@ def fold_batchnorm(
     with torch.no_grad():
         error = _relative_error_of(gm(*inputs), reference)
     not_foldable = [NotFoldable(name, kind) for name, kind in g.other_norms(gm)]
-    return FoldResult(gm, FoldReport(entries, not_foldable, error))
+    return FoldResult(gm, FoldReport(entries, not_foldable, error), tuple(moments))
 
 
-def _fold_one(ctx: Context, node: fx.Node, name: str, tolerance: float | None) -> FoldEntry:
+def _fold_one(
+    ctx: Context, node: fx.Node, name: str, tolerance: float | None
+) -> tuple[FoldEntry, ExpectedMoments | None]:
     site = batchnorm_site(ctx, node)
     module = g.module_of(ctx.gm, node)
     kind = "F.batch_norm" if module is None else type(module).__name__
     if isinstance(site, Refusal):
         width = int(ctx.env[node.name].shape[1])
-        return FoldEntry(name, kind, width, "refused", reason_code=site.code, reason=site.message)
+        return (
+            FoldEntry(name, kind, width, "refused", reason_code=site.code, reason=site.message),
+            None,
+        )
     scale, _ = bn_affine(site.running_mean, site.running_var, site.weight, site.bias, site.eps)
     template = stat_flags(FoldEntry(name, kind, int(scale.numel()), "refused"), site, scale)
 
@@ -110,7 +124,8 @@ def _fold_one(ctx: Context, node: fx.Node, name: str, tolerance: float | None) -
             continue
         entry = try_fold(ctx, site, parts, tolerance, template)
         if entry.status == "folded":
-            return entry
+            assert entry.direction is not None
+            return entry, expected_moments(name, site, entry.direction)
         refusals.append(Refusal(str(entry.reason_code), str(entry.reason)))
         rolled_back = entry
     # Name the more specific refusal: "no layer" behind the BN says less than the forward reason.
@@ -123,7 +138,7 @@ def _fold_one(ctx: Context, node: fx.Node, name: str, tolerance: float | None) -
     )
     if rolled_back is not None:
         refused = replace(refused, direction=None, target=None, target_kind=None)
-    return refused
+    return refused, None
 
 
 def _backward_parts(ctx: Context, site: BatchNormSite) -> list[Part] | Refusal:
