@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-__all__ = ["WireError", "count_ops", "fields", "metadata", "metadata_entry"]
+__all__ = ["WireError", "count_ops", "fields", "metadata", "metadata_entry", "prune_outputs"]
 
 # Field numbers from onnx.proto.
 MODEL_GRAPH, MODEL_METADATA = 7, 14
-_GRAPH_NODE = 1
-_NODE_OP_TYPE, _NODE_ATTRIBUTE = 4, 5
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_OUTPUT, _GRAPH_VALUE_INFO = 1, 5, 12, 13
+_GRAPH_SPARSE_INITIALIZER = 15
+_NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE, _NODE_ATTRIBUTE = 1, 2, 4, 5
+_VALUE_NAME, _TENSOR_NAME = 1, 8
 _ATTR_G, _ATTR_GRAPHS = 6, 11
 MAX_GRAPH_DEPTH = 32  # subgraphs (If/Loop/Scan bodies) nested deeper are refused
 
@@ -142,3 +144,81 @@ def metadata_entry(key: str, value: str) -> bytes:
     """
     entry = _length_delimited(1, key.encode()) + _length_delimited(2, value.encode())
     return _length_delimited(MODEL_METADATA, entry)
+
+
+def _field(number: int, wire: int, value: int | memoryview) -> bytes:
+    key = _encode_varint(number << 3 | wire)
+    if isinstance(value, int):
+        return key + _encode_varint(value)
+    if wire == 2:
+        return key + _encode_varint(len(value)) + bytes(value)
+    return key + bytes(value)
+
+
+def _strings(message: memoryview, number: int) -> list[str]:
+    return [bytes(v).decode() for v in _messages(message, number)]
+
+
+def _has_subgraph(node: memoryview) -> bool:
+    return any(
+        f in (_ATTR_G, _ATTR_GRAPHS)
+        for attribute in _messages(node, _NODE_ATTRIBUTE)
+        for f, _, _ in fields(attribute)
+    )
+
+
+def prune_outputs(data: bytes, drop: set[str]) -> bytes | None:
+    """The model without the graph outputs ``drop`` and the nodes only they needed.
+
+    ONNX Runtime computes every node of a graph whatever outputs a call asks for;
+    this gives it a graph that computes only what remains. None when the graph has
+    subgraphs (If/Loop bodies may read any outer value, so nothing is pruned safely).
+    """
+    out = bytearray()
+    for number, wire, value in fields(data):
+        if number == MODEL_GRAPH and isinstance(value, memoryview):
+            graph = _prune_graph(value, drop)
+            if graph is None:
+                return None
+            out += _length_delimited(MODEL_GRAPH, graph)
+        else:
+            out += _field(number, wire, value)
+    return bytes(out)
+
+
+def _prune_graph(graph: memoryview, drop: set[str]) -> bytes | None:
+    nodes = list(_messages(graph, _GRAPH_NODE))
+    if any(_has_subgraph(node) for node in nodes):
+        return None
+    needed = {
+        name
+        for output in _messages(graph, _GRAPH_OUTPUT)
+        for name in _strings(output, _VALUE_NAME)
+        if name not in drop
+    }
+    kept: set[int] = set()
+    for index in range(len(nodes) - 1, -1, -1):  # ONNX nodes are topologically sorted
+        if needed.intersection(_strings(nodes[index], _NODE_OUTPUT)):
+            kept.add(index)
+            needed.update(_strings(nodes[index], _NODE_INPUT))
+    out = bytearray()
+    node_index = 0
+    for number, wire, value in fields(graph):
+        if number == _GRAPH_NODE:
+            node_index += 1
+            if node_index - 1 not in kept:
+                continue
+        elif number in (_GRAPH_OUTPUT, _GRAPH_VALUE_INFO) and isinstance(value, memoryview):
+            names = _strings(value, _VALUE_NAME)
+            if number == _GRAPH_OUTPUT and drop.intersection(names):
+                continue
+            if number == _GRAPH_VALUE_INFO and not needed.intersection(names):
+                continue
+        elif (
+            number == _GRAPH_INITIALIZER
+            and isinstance(value, memoryview)
+            and not needed.intersection(_strings(value, _TENSOR_NAME))
+        ):
+            continue
+        out += _field(number, wire, value)
+    return bytes(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from hypothesis import given, settings
@@ -106,3 +107,39 @@ def test_malformed_protobuf_raises(blob: bytes) -> None:
 def test_metadata_that_is_not_utf8_raises() -> None:
     with pytest.raises(onnxwire.WireError, match="UTF-8"):
         onnxwire.metadata(b"\x72\x04\x0a\x02\xff\xfe")
+
+
+def _branchy_model() -> onnx.ModelProto:
+    """input -> Relu -> a (kept); input -> Neg -> Abs -> b (dropped); c = Relu + Neg (dropped)."""
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])
+    outs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [1, 3]) for n in "abc"]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Neg", ["x"], ["n"]),
+        helper.make_node("Identity", ["r"], ["a"]),
+        helper.make_node("Abs", ["n"], ["b"]),
+        helper.make_node("Add", ["r", "n"], ["c"]),
+    ]
+    unused = onnx.numpy_helper.from_array(np.ones(3, "float32"), "w")
+    graph = helper.make_graph(nodes, "g", [x], outs, [unused])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_pruning_keeps_exactly_what_the_remaining_outputs_need() -> None:
+    model = _branchy_model()
+    pruned = onnx.load_from_string(onnxwire.prune_outputs(model.SerializeToString(), {"b", "c"}))
+    onnx.checker.check_model(pruned, full_check=True)
+    assert [n.op_type for n in pruned.graph.node] == ["Relu", "Identity"]
+    assert [o.name for o in pruned.graph.output] == ["a"]
+    assert not pruned.graph.initializer  # unused by what is left
+    # The oracle: onnx's own extractor for the same outputs.
+    oracle = onnx.utils.Extractor(model).extract_model(["x"], ["a"])
+    assert [n.op_type for n in oracle.graph.node] == [n.op_type for n in pruned.graph.node]
+    assert pruned.opset_import == model.opset_import and pruned.ir_version == model.ir_version
+
+
+def test_a_graph_with_subgraphs_is_not_pruned() -> None:
+    branch = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "b", [], [])
+    node = helper.make_node("If", ["c"], ["z"], then_branch=branch, else_branch=branch)
+    model = helper.make_model(helper.make_graph([node], "g", [], []))
+    assert onnxwire.prune_outputs(model.SerializeToString(), {"z"}) is None
