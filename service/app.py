@@ -34,6 +34,7 @@ from service.oip import build_router
 from service.predictor import Predictor, Slot
 from service.runtime import ModelRuntime
 from service.settings import Settings
+from service.ui import install_ui, public_paths
 
 log = logging.getLogger("service")
 
@@ -95,6 +96,8 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         version=__version__,
         description="Single-sample predictions from a BatchNorm-folded ONNX model.",
         lifespan=lifespan,
+        docs_url=None,  # service.ui serves /docs with Swagger UI's files from this service
+        redoc_url=None,
         **_NO_TELEMETRY,  # it looked up global providers on every request
     )
     install_handlers(app)
@@ -172,7 +175,10 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
     if settings.api_token:
         from service.security import TokenGuard
 
-        app.add_middleware(TokenGuard, token=settings.api_token)
+        public, prefixes = public_paths(settings)  # probes, pages, their files (, schema)
+        app.add_middleware(
+            TokenGuard, token=settings.api_token, public=public, public_prefixes=prefixes
+        )
     if settings.cors_origin_list:
         from starlette.middleware.cors import CORSMiddleware
 
@@ -199,6 +205,7 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    install_ui(app, settings, slot)
     app.state.slot = slot
     app.state.metrics = metrics
     return app

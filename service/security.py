@@ -22,14 +22,27 @@ def bearer_token(value: bytes) -> bytes | None:
 
 
 class TokenGuard:
-    """Answers 401 unless ``Authorization: Bearer <token>`` matches, compared in constant time."""
+    """Answers 401 unless ``Authorization: Bearer <token>`` matches, compared in constant time.
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    ``public`` paths (exact) and ``public_prefixes`` pass without it: the probes, and the
+    browser pages and their files (``service.ui.public_paths``).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        public: frozenset[str] = PUBLIC_PATHS,
+        public_prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.expected = token.encode()
+        self.public = public
+        self.public_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or route_path(scope) in PUBLIC_PATHS:
+        path = route_path(scope) if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path in self.public or path.startswith(self.public_prefixes):
             await self.app(scope, receive, send)
             return
         given = None

@@ -51,8 +51,15 @@ class Settings(BaseSettings):
     api_token: str | None = Field(
         default=None,
         repr=False,
-        description="API_TOKEN: if set, every route except the health probes needs "
-        "'Authorization: Bearer <token>'.",
+        description="API_TOKEN: if set, every route except the health probes, the pages and "
+        "their files (and the schema, see DOCS_ACCESS) needs 'Authorization: Bearer <token>'.",
+    )
+    docs_access: Literal["token", "public"] = Field(
+        default="token",
+        description="DOCS_ACCESS: with API_TOKEN set, whether the OpenAPI schema "
+        "(/openapi.json) needs the token like the API (token) or is public. The pages (/, "
+        "/docs) and their files hold no model data and are always public; they ask for the "
+        "token when the service wants one.",
     )
     cors_origins: str = Field(
         default="",
@@ -162,7 +169,7 @@ class Settings(BaseSettings):
         "'warnings' (warn) or refused with 422 (reject).",
     )
 
-    @field_validator("log_level", "out_of_range", mode="before")
+    @field_validator("log_level", "docs_access", "out_of_range", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

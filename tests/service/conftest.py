@@ -12,14 +12,7 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).parent))
 
 import svc_models
-from service_helpers import (
-    REPO,
-    free_port,
-    make_settings,
-    start_service,
-    stop,
-    wait_ready,
-)
+from service_helpers import REPO, free_port, make_settings, start_service, stop, wait_ready
 
 from bnfold.card import ModelCard
 from service.app import create_app

@@ -33,6 +33,7 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         "PORT": "9000",
         "WORKERS": "2",
         "ACCESS_LOG": "true",
+        "DOCS_ACCESS": "Public",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -43,6 +44,7 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.cors_origin_list == ["https://a", "https://b"]
     assert (settings.host, settings.port, settings.workers) == ("0.0.0.0", 9000, 2)
     assert settings.access_log is True
+    assert settings.docs_access == "public"
     assert "s" * 20 not in repr(settings)  # the token never shows in logs
 
 
@@ -55,6 +57,7 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"max_body_bytes": 10}, "MAX_BODY_BYTES"),
         ({"port": 70000}, "PORT"),
         ({"log_level": "loud"}, "LOG_LEVEL"),
+        ({"docs_access": "open"}, "DOCS_ACCESS"),
         ({"api_token": "t" * 16, "cors_origins": "*"}, "CORS_ORIGINS"),
         ({"max_connections": 64}, "MAX_CONNECTIONS (64) must exceed MAX_CONCURRENCY (64)"),
         ({"model_digest": "27d6d9c5"}, "MODEL_DIGEST"),  # shorter than a version
