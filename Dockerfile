@@ -1,5 +1,6 @@
-# bnfold serving image: FastAPI + ONNX Runtime, no torch, non-root, default digits model inside.
-#   docker build -t bnfold .
+# bnfold serving image: FastAPI + ONNX Runtime, no torch, non-root, one model inside.
+#   docker build -t bnfold .                                          # the default digits model
+#   docker build -t mine --build-arg MODEL=artifacts/mine/model.onnx .  # your own model inside
 #   docker run -p 8000:8000 bnfold
 #   docker run -v "$PWD/artifacts:/models:ro" -e MODEL_PATH=/models/x.onnx -p 8000:8000 bnfold
 # See docs/deployment.md. CI builds and runs it for real: scripts/docker-smoke.sh.
@@ -26,12 +27,14 @@ RUN python -m venv --without-pip /opt/venv \
  && find /opt/venv -depth -type d \( -name tests -o -name test \) -path '*/site-packages/*' -exec rm -rf {} + \
  && find /opt/venv -depth -type d -name include -path '*/site-packages/*' -exec rm -rf {} +
 
-# The code and the default model, with permissions made readable by the service user whatever
-# they were in the build context (atomic writes leave 0600 files; git checkouts give 0644),
-# and the code byte-compiled (the root filesystem is read-only on Kubernetes).
+# The code and the model, with permissions made readable by the service user whatever they
+# were in the build context (atomic writes leave 0600 files; git checkouts give 0644), and the
+# code byte-compiled (the root filesystem is read-only on Kubernetes). MODEL: a bnfold ONNX
+# file below models/ or artifacts/ (.dockerignore lets those folders in, without checkpoints).
+ARG MODEL=models/digits/model.onnx
 COPY bnfold/ /app/bnfold/
 COPY service/ /app/service/
-COPY models/digits/model.onnx /app/models/digits/model.onnx
+COPY ${MODEL} /app/models/model.onnx
 RUN python -m compileall -q /app/bnfold /app/service \
  && chmod -R u=rwX,go=rX /app
 
@@ -50,15 +53,16 @@ RUN groupadd --system --gid 10001 bnfold \
 # The service reads its settings from the environment (service/settings.py): HOST/PORT to bind,
 # WORKERS uvicorn processes (1 per container: scale out with replicas; raise it for one big
 # `docker run` host), ORT_INTRA_OP_THREADS per worker (default 1), MODEL_PATH the model served
-# (the default one is inside). PIP_PYTHON: the base image's pip looks at the service's venv
-# (`pip list`, `pip show torch`). XDG_CACHE_HOME: ONNX Runtime persists a telemetry device id
-# there and logs a warning when it cannot (the user has no home; /tmp is an emptyDir on k8s).
+# (the one built in; mount another and point MODEL_PATH at it). PIP_PYTHON: the base image's
+# pip looks at the service's venv (`pip list`, `pip show torch`). XDG_CACHE_HOME: ONNX Runtime
+# persists a telemetry device id there and logs a warning when it cannot (the user has no home;
+# /tmp is an emptyDir on k8s).
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_PYTHON=/opt/venv/bin/python \
     XDG_CACHE_HOME=/tmp/.cache \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    MODEL_PATH=/app/models/digits/model.onnx \
+    MODEL_PATH=/app/models/model.onnx \
     HOST=0.0.0.0 \
     PORT=8000 \
     WORKERS=1

@@ -1,13 +1,20 @@
-"""Load benchmark of ``POST /predict``: the service vs a plain FastAPI + PyTorch baseline.
+"""Load benchmark of ``POST /predict``: the service between a ceiling and a baseline.
 
 Not a test: it prints figures (and writes them as JSON with ``--out``). In one
-run it measures, for the service (``python -m service``, one uvicorn worker)
-and for ``benchmarks/baseline_server.py`` (sync and async endpoints):
+run, on the same model file, it measures
 
-- time from process start to the first 200 on ``/health/ready`` (median of 5);
-- resident memory (VmRSS) when idle and after the load;
-- throughput, p50/p99 latency, errors and server CPU time per request at each
-  concurrency, with ``wrk``.
+- the service (``python -m service``, one uvicorn worker, every limit on);
+- the ceiling: ``benchmarks/bare_server.py``, Starlette + ONNX Runtime with
+  orjson in and out and nothing else (no validation, no metrics, no limits);
+- the baseline: ``benchmarks/baseline_server.py``, FastAPI + pydantic + the
+  unfolded PyTorch eval model (sync and async endpoints; the better one counts);
+- optionally (``--before DIR``) the service of another checkout, e.g. the
+  commit before a change, on that checkout's own default model;
+
+and for each: time from process start to the first 200 on ``/health/ready``
+(median of ``--startups``), resident memory idle and after the load, and, with
+``wrk`` at each concurrency, throughput, p50/p99 latency, errors and server
+CPU time per request.
 
 The machine may be shared, so the servers run side by side (idle ones cost
 nothing) and the wrk runs are interleaved: every round measures every server at
@@ -15,14 +22,13 @@ every concurrency, and the report gives medians over the rounds and the median
 of the per-round ratios. CPU time per request hardly depends on other load,
 unlike requests per second: it is reported as the steadier comparison.
 
-Every server is pinned to core 0 (``taskset -c 0``), ``wrk`` and this script to
-core 1. Needs two cores, ``taskset`` and ``wrk`` (``apt-get install wrk``; the
-script installs it when run as root on Debian). Without ``--synthetic`` it uses
-``artifacts/digits/model.onnx`` and ``artifacts/digits/checkpoint.pt`` (``python -m
-training all``); ``--synthetic`` builds a digits-sized CNN (32, 64, 128 channels)
-for both sides instead (random weights; same layers and sizes).
+Every server is pinned to core 0, ``wrk`` and this script to core 1
+(``benchmarks/loadgen.py``). Without ``--synthetic`` it uses
+``artifacts/digits/model.onnx`` and ``artifacts/digits/checkpoint.pt``;
+``--synthetic`` builds a digits-sized CNN (32, 64, 128 channels) for every side.
 
-    .venv/bin/python benchmarks/serve_load.py --duration 10 --out /tmp/serve_load.json
+    .venv/bin/python benchmarks/serve_load.py --model models/digits/model.onnx \\
+        --checkpoint models/digits/checkpoint.pt --concurrency 16 --out /tmp/serve_load.json
 """
 
 from __future__ import annotations
@@ -30,49 +36,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import (
+    CLIENT_CORE,
+    REPO,
+    ensure_wrk,
+    golden_bodies,
+    measured_run,
+    rss_mib,
+    run_wrk,
+    start,
+    stop,
+    wait_ready,
+    write_script,
+)
+
 PYTHON = sys.executable
-SERVER_CORE, CLIENT_CORE = "0", "1"
-
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [==[%s]==]
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '\\nRESULT {"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,"write":%%d,' ..
-    '"status":%%d,"timeout":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"max_us":%%d}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-"""
-
-
-def ensure_wrk() -> str:
-    """The path of ``wrk``, installing Debian's package when possible."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("installing wrk with apt-get ...", file=sys.stderr)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL
-        )
-        found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("error: wrk not found; install it (apt-get install wrk)")
-    return found
 
 
 def synthetic_model(folder: Path) -> Path:
@@ -84,116 +69,17 @@ def synthetic_model(folder: Path) -> Path:
     return svc_models.save(model, folder / "synthetic.onnx")
 
 
-def request_body(model_path: Path) -> bytes:
-    """A ``/predict`` body holding the model's first golden sample."""
-    sys.path.insert(0, str(REPO))
-    from bnfold.digest import read_card
-    from service.schemas import sample_example
-
-    return json.dumps(sample_example(read_card(Path(model_path).read_bytes()))).encode()
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 60) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if proc.poll() is not None:
-            raise SystemExit(f"error: server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health/ready", timeout=1) as response:
-                if response.status == 200:
-                    return time.monotonic() - start
-        except OSError:
-            time.sleep(0.005)
-    raise SystemExit(f"error: {url} not ready after {timeout} s")
-
-
-def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["taskset", "-c", SERVER_CORE, *command],
-        cwd=REPO,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def run_wrk(wrk: str, script: Path, url: str, connections: int, seconds: float) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            CLIENT_CORE,
-            wrk,
-            "-t1",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "-s",
-            str(script),
-            f"{url}/predict",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
-    raw = json.loads(line.removeprefix("RESULT "))
-    errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
-    return {
-        "concurrency": connections,
-        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
-        "p50_ms": raw["p50_us"] / 1000,
-        "p90_ms": raw["p90_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "max_ms": raw["max_us"] / 1000,
-        "errors": errors,
-        "non_2xx": raw["status"],
-        "requests": raw["requests"],
-    }
-
-
-def startup(command: list[str], env: dict[str, str], port: int, times: int) -> list[float]:
+def startup(server: dict[str, Any], times: int) -> list[float]:
     """Seconds from spawn to ready, ``times`` times."""
     seconds = []
     for _ in range(times):
-        proc = start(command, env)
-        seconds.append(wait_ready(proc, f"http://127.0.0.1:{port}"))
+        proc = start(server["command"], server["env"], server["cwd"])
+        seconds.append(wait_ready(proc, server["url"]))
         stop(proc)
     return seconds
 
 
-def one_run(
-    wrk: str, script: Path, proc: subprocess.Popen[bytes], url: str, c: int, seconds: float
-) -> dict[str, Any]:
-    before = cpu_seconds(proc.pid)
-    run = run_wrk(wrk, script, url, c, seconds)
-    run["cpu_us_per_request"] = (cpu_seconds(proc.pid) - before) / max(run["requests"], 1) * 1e6
-    return run
-
-
-def summarize(name: str, runs: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Medians over rounds per concurrency (errors summed)."""
     by_c: dict[int, list[dict[str, Any]]] = {}
     for run in runs:
@@ -211,7 +97,65 @@ def summarize(name: str, runs: list[dict[str, Any]], extra: dict[str, Any]) -> d
             rounds=len(group),
         )
         summary.append(med)
-    return {"name": name, **extra, "runs": summary, "all_runs": runs}
+    return summary
+
+
+def servers(args: argparse.Namespace, model: Path, source: list[str]) -> list[dict[str, Any]]:
+    """Every server of the run: name, command, environment, working directory, URL."""
+    port = args.port
+    found: list[dict[str, Any]] = []
+
+    def add(name: str, command: list[str], env: dict[str, str], cwd: Path = REPO) -> None:
+        url = f"http://127.0.0.1:{port + len(found)}"
+        command = [*command, "--port", str(port + len(found))]
+        found.append({"name": name, "command": command, "env": env, "cwd": cwd, "url": url})
+
+    service_env = {"MODEL_PATH": str(model), "LOG_LEVEL": "warning"}
+    add("service", [PYTHON, "-m", "service"], service_env)
+    add("ceiling", [PYTHON, "benchmarks/bare_server.py", "--model", str(model)], {})
+    for endpoint in args.baselines:
+        command = [PYTHON, "benchmarks/baseline_server.py", *source, "--endpoint", endpoint]
+        add(f"baseline-{endpoint}", command, {})
+    if args.before:
+        before = args.before.resolve()
+        env = {
+            "MODEL_PATH": str(before / "models/digits/model.onnx"),
+            "LOG_LEVEL": "warning",
+            "PYTHONPATH": str(before),
+        }
+        add("service-before", [PYTHON, "-m", "service"], env, before)
+    return found
+
+
+def ratios(results: dict[str, Any], concurrencies: list[int]) -> dict[str, Any]:
+    """Per concurrency, medians over rounds of: service / ceiling, service / best baseline,
+    and service / service-before when measured (req/s; CPU per request the other way up)."""
+
+    def rounds(name: str, c: int) -> list[dict[str, Any]]:
+        return [r for r in results[name]["all_runs"] if r["concurrency"] == c]
+
+    baselines = [n for n in results if n.startswith("baseline-")]
+    out: dict[str, Any] = {}
+    for c in concurrencies:
+        mine = rounds("service", c)
+        entry: dict[str, Any] = {}
+        others = {"ceiling": ["ceiling"], "baseline": baselines}
+        if "service-before" in results:
+            others["before"] = ["service-before"]
+        for label, names in others.items():
+            theirs = [rounds(n, c) for n in names]
+            rps = [m["rps"] / max(t[i]["rps"] for t in theirs) for i, m in enumerate(mine)]
+            cpu = [
+                min(t[i]["cpu_us_per_request"] for t in theirs) / m["cpu_us_per_request"]
+                for i, m in enumerate(mine)
+            ]
+            entry[label] = {
+                "rps": statistics.median(rps),
+                "cpu": statistics.median(cpu),
+                "rps_rounds": rps,
+            }
+        out[str(c)] = entry
+    return out
 
 
 def main() -> None:
@@ -219,6 +163,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REPO / "artifacts/digits/model.onnx")
     parser.add_argument("--checkpoint", type=Path, default=REPO / "artifacts/digits/checkpoint.pt")
     parser.add_argument("--synthetic", action="store_true", help="digits-sized random models")
+    parser.add_argument("--before", type=Path, help="also measure this checkout's service")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--warmup", type=float, default=2.0)
@@ -244,64 +189,44 @@ def main() -> None:
                 raise SystemExit(
                     "error: no model/checkpoint (python -m training all), or pass --synthetic"
                 )
-            model, source = args.model, ["--checkpoint", str(args.checkpoint)]
-        script = folder / "post.lua"
-        script.write_text(LUA % request_body(model).decode())
-        servers = [
-            (
-                "service",
-                [PYTHON, "-m", "service", "--port", str(args.port)],
-                {"MODEL_PATH": str(model), "LOG_LEVEL": "warning"},
-                args.port,
-            )
-        ]
-        for i, endpoint in enumerate(args.baselines, start=1):
-            command = [
-                PYTHON,
-                "benchmarks/baseline_server.py",
-                *source,
-                "--endpoint",
-                endpoint,
-                "--port",
-                str(args.port + i),
-            ]
-            servers.append((f"baseline-{endpoint}", command, {}, args.port + i))
+            model, source = args.model.resolve(), ["--checkpoint", str(args.checkpoint)]
+        script = write_script(folder, "post.lua", golden_bodies(model)["predict"])
+        found = servers(args, model, source)
         load_before = os.getloadavg()
-        startups = {
-            name: startup(cmd, env, port, args.startups) for name, cmd, env, port in servers
-        }
-        procs = {name: start(cmd, env) for name, cmd, env, _ in servers}
+        startups = {s["name"]: startup(s, args.startups) for s in found}
+        procs = {s["name"]: start(s["command"], s["env"], s["cwd"]) for s in found}
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in procs}
         rss: dict[str, dict[str, float]] = {}
         try:
-            for name, _, _, port in servers:
-                wait_ready(procs[name], f"http://127.0.0.1:{port}")
-                rss[name] = {"rss_idle_mib": rss_mib(procs[name].pid)}
-                run_wrk(wrk, script, f"http://127.0.0.1:{port}", 16, args.warmup)
+            for server in found:
+                proc = procs[server["name"]]
+                wait_ready(proc, server["url"])
+                rss[server["name"]] = {"rss_idle_mib": rss_mib(proc.pid)}
+                run_wrk(wrk, script, f"{server['url']}/predict", 16, args.warmup)
             for _ in range(args.rounds):
                 for c in args.concurrency:
-                    for name, _, _, port in servers:
-                        url = f"http://127.0.0.1:{port}"
-                        runs[name].append(one_run(wrk, script, procs[name], url, c, args.duration))
-            for name in procs:
-                rss[name]["rss_after_mib"] = rss_mib(procs[name].pid)
+                    for server in found:
+                        name, url = server["name"], f"{server['url']}/predict"
+                        runs[name].append(
+                            measured_run(wrk, script, procs[name], url, c, args.duration)
+                        )
+            for name, proc in procs.items():
+                rss[name]["rss_after_mib"] = rss_mib(proc.pid)
         finally:
             for proc in procs.values():
                 stop(proc)
-    results = [
-        summarize(
-            name,
-            runs[name],
-            {
-                "startup_s": statistics.median(startups[name]),
-                "startup_all_s": startups[name],
-                **rss[name],
-            },
-        )
+    results = {
+        name: {
+            "startup_s": statistics.median(startups[name]),
+            "startup_all_s": startups[name],
+            **rss[name],
+            "runs": summarize(runs[name]),
+            "all_runs": runs[name],
+        }
         for name in procs
-    ]
+    }
     report = {
-        "model": "synthetic digits-sized CNN" if args.synthetic else str(args.model),
+        "model": "synthetic digits-sized CNN" if args.synthetic else str(model),
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "cpus": os.cpu_count(),
@@ -315,29 +240,6 @@ def main() -> None:
         args.out.write_text(json.dumps(report, indent=2))
 
 
-def ratios(results: list[dict[str, Any]], concurrencies: list[int]) -> dict[str, Any]:
-    """Per concurrency: median over rounds of service / best baseline of that round."""
-    service, baselines = results[0], results[1:]
-    out: dict[str, Any] = {}
-    if not baselines:
-        return out
-    for c in concurrencies:
-        mine = [r for r in service["all_runs"] if r["concurrency"] == c]
-        theirs = [[r for r in b["all_runs"] if r["concurrency"] == c] for b in baselines]
-        rps = [m["rps"] / max(t[i]["rps"] for t in theirs) for i, m in enumerate(mine)]
-        cpu = [
-            min(t[i]["cpu_us_per_request"] for t in theirs) / m["cpu_us_per_request"]
-            for i, m in enumerate(mine)
-        ]
-        out[str(c)] = {
-            "rps": statistics.median(rps),
-            "cpu": statistics.median(cpu),
-            "rps_rounds": rps,
-            "cpu_rounds": cpu,
-        }
-    return out
-
-
 def print_report(report: dict[str, Any]) -> None:
     print(
         f"model: {report['model']}; {report['rounds']} interleaved rounds of "
@@ -348,20 +250,21 @@ def print_report(report: dict[str, Any]) -> None:
         f"{'server':16} {'start s':>8} {'RSS MiB':>8} {'conc':>5} {'req/s':>9} {'p50 ms':>8} "
         f"{'p99 ms':>8} {'errors':>7} {'non2xx':>7} {'CPU us/req':>10}"
     )
-    for r in report["results"]:
+    for name, r in report["results"].items():
         for run in r["runs"]:
             print(
-                f"{r['name']:16} {r['startup_s']:8.3f} {r['rss_after_mib']:8.1f} "
+                f"{name:16} {r['startup_s']:8.3f} {r['rss_after_mib']:8.1f} "
                 f"{run['concurrency']:5d} {run['rps']:9.0f} {run['p50_ms']:8.2f} "
                 f"{run['p99_ms']:8.2f} {run['errors']:7d} {run['non_2xx']:7d} "
                 f"{run['cpu_us_per_request']:10.0f}"
             )
-    for c, ratio in report["ratios"].items():
-        print(
-            f"concurrency {c}: service / best baseline = {ratio['rps']:.2f}x req/s "
-            f"(rounds: {', '.join(f'{x:.2f}' for x in ratio['rps_rounds'])}), "
-            f"{ratio['cpu']:.2f}x less CPU per request"
-        )
+    for c, entry in report["ratios"].items():
+        for label, ratio in entry.items():
+            print(
+                f"concurrency {c}: service / {label} = {ratio['rps']:.2f}x req/s "
+                f"(rounds: {', '.join(f'{x:.2f}' for x in ratio['rps_rounds'])}); "
+                f"CPU per request {label} / service = {ratio['cpu']:.2f}"
+            )
 
 
 if __name__ == "__main__":

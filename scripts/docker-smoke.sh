@@ -4,15 +4,19 @@
 # The machine has no Docker engine running and no image registry, so (docs/deployment.md, CI):
 #   1. install Debian's docker.io + debootstrap if missing;
 #   2. start dockerd with its own data-root/exec-root/pidfile/socket under a temp dir, with no
-#      bridge, no iptables rules and no ip_forward change (every container uses host or no network);
+#      iptables rules and no ip_forward change (published ports go through docker-proxy on the
+#      docker0 bridge, which the clean-up removes);
 #   3. build a stand-in for python:3.11-slim from Debian packages (debootstrap; the rootfs tarball
 #      is cached in $BNFOLD_CACHE_DIR) and `docker import` it under the official tag;
 #   4. build the image from the unchanged Dockerfile, run it on a free port (--network host),
 #      wait for ready, POST real samples to /predict and /v2/models/<name>/infer and compare with
 #      ONNX Runtime run here on the same file; check the user is not root, torch is absent, the
 #      image size above the base, the HEALTHCHECK, a clean `docker stop`; run it again hardened
-#      as on Kubernetes with the model from a volume and WORKERS=2; check that bad MODEL_PATHs
-#      (missing, corrupt, wrong card, no card) exit non-zero with a one-line reason in `docker logs`;
+#      as on Kubernetes with the model from a volume and WORKERS=2; build it again with another
+#      model inside (--build-arg MODEL=..., a re-export of models/digits/checkpoint.pt under
+#      another name) and run it with its port published (-p 127.0.0.1:P:8000, bridge network);
+#      check that bad MODEL_PATHs (missing, corrupt, wrong card, no card) exit non-zero with a
+#      one-line reason in `docker logs`;
 #   5. clean up in a trap: containers, dockerd (by PID), mounts, docker0, iptables chains,
 #      net.ipv4.ip_forward, /etc/docker/key.json, /run/{docker,containerd,runc,mount}, temp
 #      roots. The host is left as it was found, apart from the apt packages and the cached tarball.
@@ -205,7 +209,7 @@ export DOCKER_CONFIG="$TMP/client-config"
 export DOCKER_BUILDKIT=1
 t=$SECONDS
 dockerd --data-root "$TMP/data" --exec-root "$TMP/exec" --pidfile "$TMP/dockerd.pid" \
-  -H "$DOCKER_HOST" --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
+  -H "$DOCKER_HOST" --iptables=false --ip-forward=false --ip-masq=false \
   >"$TMP/dockerd.log" 2>&1 &
 DOCKERD_PID=$!
 for _ in $(seq 150); do
@@ -350,7 +354,40 @@ info "ready in $READY2_S s; $PROCS python processes in the container (uvicorn su
 "$DOCKER" stop -t 20 "$NAME2" >/dev/null
 [[ $("$DOCKER" inspect -f '{{.State.ExitCode}}' "$NAME2") == 0 ]] || die "hardened container did not stop cleanly"
 
-# --- 10. bad MODEL_PATH --------------------------------------------------------------------------
+# --- 10. your own model inside the image, its port published -----------------------------------
+OWN_DIR=artifacts/ci/docker-own # inside the build context: .dockerignore lets artifacts/**/*.onnx in
+log "your own model: docker build --build-arg MODEL=$OWN_DIR/model.onnx, docker run -p"
+t=$SECONDS
+"$PYTHON" -m training export models/digits/checkpoint.pt --out "$OWN_DIR" --name my-digits --quiet ||
+  die "could not export the second model"
+if ! "$DOCKER" build --network host --progress plain -t "$IMAGE-own" \
+  --build-arg MODEL="$OWN_DIR/model.onnx" . >"$TMP/build-own.log" 2>&1; then
+  tail -40 "$TMP/build-own.log"
+  die "docker build --build-arg MODEL failed"
+fi
+info "exported and built in $(elapsed "$t") s"
+"$PYTHON" scripts/smoke_client.py prepare "$OWN_DIR/model.onnx" "$TMP/own" | tail -n 1 | sed 's/^/    /'
+PORT3=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+NAME3=bnfold-smoke-$$-own
+CONTAINERS+=("$NAME3")
+# Published on the host's loopback only: docker-proxy forwards 127.0.0.1:PORT3 to the
+# container's port 8000 on the bridge, as `docker run -p 8000:8000` does on every interface.
+# The container needs no way out (dockerd runs without ip_forward): docker's warning about
+# that is dropped, any other message shows.
+"$DOCKER" run -d --name "$NAME3" -p "127.0.0.1:$PORT3:8000" "$IMAGE-own" \
+  2> >(grep -v 'IPv4 forwarding is disabled' >&2) >/dev/null
+if ! READY3_S=$("$PYTHON" scripts/smoke_client.py wait "http://127.0.0.1:$PORT3/health/ready" "$READY_TIMEOUT"); then
+  "$DOCKER" logs "$NAME3" 2>&1 | tail -20
+  die "container with its own model not ready on the published port"
+fi
+"$PYTHON" scripts/smoke_client.py check "http://127.0.0.1:$PORT3" "$TMP/own" | tail -n 1 | sed 's/^/  /'
+SERVED=$("$DOCKER" exec "$NAME3" printenv MODEL_PATH)
+info "-p 127.0.0.1:$PORT3:8000 ready in $READY3_S s, serving 'my-digits' from $SERVED"
+[[ $("$DOCKER" port "$NAME3" 8000/tcp) == "127.0.0.1:$PORT3" ]] || die "port not published as asked"
+"$DOCKER" stop -t 20 "$NAME3" >/dev/null
+[[ $("$DOCKER" inspect -f '{{.State.ExitCode}}' "$NAME3") == 0 ]] || die "own-model container did not stop cleanly"
+
+# --- 11. bad MODEL_PATH --------------------------------------------------------------------------
 log "bad MODEL_PATH: the container must exit non-zero with a one-line reason"
 bad_case() { # name, extra docker args...
   local name=$1 container=bnfold-smoke-$$-$1 code lines reason

@@ -13,8 +13,10 @@ Three layers, all offline:
    USER, probes hit routes the service has, ports agree (PORT, containerPort, Service targetPort,
    EXPOSE), selectors match the pod labels, the HPA and PDB point at the Deployment, every
    container is hardened (non-root, read-only root, no privilege escalation, capabilities
-   dropped, /tmp writable), WORKERS x ORT_INTRA_OP_THREADS fits the CPU limit, and the KServe
-   name equals the default model's card name (the OIP route is /v2/models/<name>/infer).
+   dropped, /tmp writable), WORKERS x ORT_INTRA_OP_THREADS fits the CPU limit, the preStop
+   sleep plus the service's drain (TIMEOUT_SHUTDOWN) fit the termination grace period, and the
+   KServe name equals the default model's card name (the OIP route is /v2/models/<name>/infer).
+   Probe paths are matched by the service's own app (``create_app(...).routes``).
 
 Usage: ``validate_k8s.py [DIR]``; exit status 0 when everything passes, 1 otherwise.
 """
@@ -141,12 +143,32 @@ def _dockerfile() -> dict[str, str]:
     return {"uid": user[-1] if user else "", "port": expose[-1] if expose else ""}
 
 
-def _service_routes() -> set[str]:
-    """Route paths the service declares (string literals that start with / in service/*.py)."""
-    routes: set[str] = set()
-    for path in (REPO / "service").glob("*.py"):
-        routes.update(re.findall(r"[\"'](/[a-z0-9_/{}.-]*)[\"']", path.read_text()))
-    return routes
+def _service_answers_get() -> Any:
+    """A predicate: does the service's app route ``GET path`` to an endpoint?
+
+    Asked of the app itself (``create_app(...).routes``, as Starlette matches them), so
+    that a probe on a path that merely appears in the sources, or on a POST-only route,
+    does not pass.
+    """
+    sys.path.insert(0, str(REPO))
+    from starlette.routing import Match
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    routes = create_app(Settings(model_path=Path("unused.onnx"))).routes  # no model loaded
+
+    def answers(path: str) -> bool:
+        scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
+        return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+    return answers
+
+
+def _default_timeout_shutdown() -> float:
+    from service.settings import Settings
+
+    return float(Settings.model_fields["timeout_shutdown"].default)
 
 
 def _card_name() -> str | None:
@@ -248,11 +270,30 @@ def check_pod(doc: Doc, where: str, report: Report, facts: dict[str, Any]) -> No
             path, probe_port = http.get("path"), http.get("port")
             port_ok = probe_port in ports or str(probe_port) in {str(p) for p in ports.values()}
             report.check(
-                path in facts["routes"] and port_ok,
+                isinstance(path, str) and facts["answers_get"](path) and port_ok,
                 cwhere,
                 f"{probe_name} GET {path} on port {probe_port}: a service route, a container port",
             )
         facts["images"].add(container["image"])
+        grace = float(pod.get("terminationGracePeriodSeconds", 30))
+        shutdown = float(env.get("TIMEOUT_SHUTDOWN", facts["timeout_shutdown"]))
+        pre_stop = _pre_stop_seconds(container)
+        report.check(
+            pre_stop + shutdown + 2 <= grace,
+            cwhere,
+            f"preStop {pre_stop:g} s + TIMEOUT_SHUTDOWN {shutdown:g} s + 2 s "
+            f"<= terminationGracePeriodSeconds {grace:g} (the drain ends before SIGKILL)",
+        )
+
+
+def _pre_stop_seconds(container: Doc) -> float:
+    """Seconds a container's preStop hook sleeps (``sleep N``, ``time.sleep(N)``), else 0."""
+    hook = container.get("lifecycle", {}).get("preStop", {})
+    if "sleep" in hook:  # the native sleep action
+        return float(hook["sleep"].get("seconds", 0))
+    command = " ".join(map(str, hook.get("exec", {}).get("command", [])))
+    found = re.search(r"sleep[\s(]+([0-9.]+)", command)
+    return float(found.group(1)) if found else 0.0
 
 
 def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -359,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     version = kubernetes_validate.__version__
     print(f"validate_k8s: {len(docs)} objects under {root} (kubernetes-validate {version})")
     report = Report()
-    facts: dict[str, Any] = {**_dockerfile(), "routes": _service_routes(), "images": set()}
+    facts: dict[str, Any] = {**_dockerfile(), "answers_get": _service_answers_get()}
+    facts.update(images=set(), timeout_shutdown=_default_timeout_shutdown())
     for path, doc in docs:
         where = _name(path, doc, root)
         key = (doc.get("apiVersion"), doc.get("kind"))

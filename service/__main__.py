@@ -1,10 +1,11 @@
 """``python -m service [--host H] [--port P] [--workers N]``: check the model, then serve it.
 
 Settings come from environment variables (``service.settings``); the flags
-override HOST, PORT and WORKERS. The model is loaded and checked *before*
-uvicorn starts, so a bad model or bad settings end the process with status 2
-and one line on stderr. With one worker that runtime is served directly; with
-several, each worker loads its own copy (the parent keeps none).
+override HOST, PORT and WORKERS. The port is bound and the model loaded and
+checked *before* uvicorn starts, so a bad model, a bad setting or a port in use
+end the process with status 2 and one line on stderr. With one worker that
+runtime is served directly; with several, each worker loads its own copy (the
+parent keeps none). Serving, draining and the exit status: ``service.serving``.
 """
 
 from __future__ import annotations
@@ -122,37 +123,24 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m service") -> 
     )
 
     from service.runtime import ModelLoadError, ModelRuntime
+    from service.serving import StartupError, bind, check_open_files, serve
 
     try:
-        runtime: ModelRuntime | None = ModelRuntime.load(
-            settings.model_path,
-            intra_op_threads=settings.ort_intra_op_threads,
-            inter_op_threads=settings.ort_inter_op_threads,
-        )
-    except ModelLoadError as exc:
+        check_open_files(settings.max_connections)
+        sock = bind(settings.host, settings.port)
+    except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-    import uvicorn
-
-    options: dict[str, object] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "access_log": settings.access_log,
-        "ws": "none",  # no websockets: nothing to import, nothing to expose
-        "lifespan": "on",
-        "server_header": False,
-    }
-    if settings.workers == 1:
-        from service.app import create_app
-
-        uvicorn.run(create_app(settings, runtime), **options)  # type: ignore[arg-type]
-    else:
+    try:
+        runtime: ModelRuntime | None = ModelRuntime.load(**settings.model_options())
+    except ModelLoadError as exc:
+        sock.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settings.workers > 1:
         runtime = None  # checked; each worker loads its own copy
         gc.collect()
-        uvicorn.run("service.app:app_from_env", factory=True, workers=settings.workers, **options)  # type: ignore[arg-type]
-    return 0
+    return serve(settings, runtime, sock)
 
 
 if __name__ == "__main__":

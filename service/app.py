@@ -22,9 +22,10 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from service import __version__, schemas
-from service.body import read_json, read_sample
+from service.endpoints import Endpoints
 from service.errors import install_handlers
-from service.fastpath import PredictFastPath
+from service.fastpath import FastPath
+from service.limits import RequestLimits
 from service.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
 from service.monitor import build_monitor
 from service.monitor_metrics import MonitorCollector
@@ -33,6 +34,7 @@ from service.oip import build_router
 from service.predictor import Predictor, Slot
 from service.runtime import ModelRuntime
 from service.settings import Settings
+from service.ui import install_ui, public_paths
 
 log = logging.getLogger("service")
 
@@ -48,11 +50,11 @@ _NO_TELEMETRY: dict[str, Any] = (
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         401: "Missing or invalid token",
-        400: "Malformed JSON",
+        400: "Not JSON (malformed, NaN/Infinity, too deep), or a malformed header",
         413: "Body too large",
         415: "Unsupported Content-Type, or not a PNG/JPEG file",
-        422: "Input does not fit the model",
-        503: "Model not loaded",
+        422: "The body does not fit the model",
+        503: "Model not loaded, or too many requests in progress",
     }
     return {c: {"model": schemas.ErrorBody, "description": text[c]} for c in codes}
 
@@ -65,15 +67,11 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
     """
     slot = Slot()
     metrics = Metrics()
-    limit = settings.max_body_bytes
+    endpoints = Endpoints(slot, settings.max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = runtime or ModelRuntime.load(
-            settings.model_path,
-            intra_op_threads=settings.ort_intra_op_threads,
-            inter_op_threads=settings.ort_inter_op_threads,
-        )
+        loaded = runtime or ModelRuntime.load(**settings.model_options())
         metrics.load_seconds.set(loaded.load_seconds)
         metrics.model_info.labels(loaded.name, loaded.version).set(1)
         slot.predictor = Predictor(
@@ -98,6 +96,8 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         version=__version__,
         description="Single-sample predictions from a BatchNorm-folded ONNX model.",
         lifespan=lifespan,
+        docs_url=None,  # service.ui serves /docs with Swagger UI's files from this service
+        redoc_url=None,
         **_NO_TELEMETRY,  # it looked up global providers on every request
     )
     install_handlers(app)
@@ -112,9 +112,7 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         """Predict one sample, in the shape the model card declares, or one image file
         (``image/png``, ``image/jpeg``, ``multipart/form-data``) for a model whose card says
         how to decode files."""
-        predictor = slot.get()
-        body = predictor.predict(await read_sample(request.headers, request.receive, limit))
-        return Response(body, media_type=_JSON)
+        return Response(await endpoints.predict(request.headers, request.receive), media_type=_JSON)
 
     @app.post(
         "/predict/batch",
@@ -124,8 +122,7 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
     )
     async def predict_batch(request: Request) -> Response:
         """Predict up to MAX_BATCH_SIZE samples; each equals ``/predict`` on it alone."""
-        predictor = slot.get()
-        body = predictor.predict_batch(await read_json(request.headers, request.receive, limit))
+        body = await endpoints.predict_batch(request.headers, request.receive)
         return Response(body, media_type=_JSON)
 
     @app.get(
@@ -169,17 +166,19 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         """Prometheus metrics of this worker."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(build_router(slot, limit))
+    app.include_router(build_router(slot, endpoints))
     app.include_router(build_monitor_router(slot, settings.monitor), responses=_errors(401, 503))
     metrics.registry.register(MonitorCollector(slot))
-    # Added last = outermost: CORS, token, metrics, then the /predict fast path.
-    route = next(r for r in app.routes if getattr(r, "path", None) == "/predict")
-    app.add_middleware(PredictFastPath, slot=slot, limit=limit, route=route)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Added last = outermost: metrics, limits, CORS, token, then the fast path. The limits
+    # come before anything that reads a header value (CORS, the token) or routes.
+    app.add_middleware(FastPath, endpoints=endpoints)
     if settings.api_token:
         from service.security import TokenGuard
 
-        app.add_middleware(TokenGuard, token=settings.api_token)
+        public, prefixes = public_paths(settings)  # probes, pages, their files (, schema)
+        app.add_middleware(
+            TokenGuard, token=settings.api_token, public=public, public_prefixes=prefixes
+        )
     if settings.cors_origin_list:
         from starlette.middleware.cors import CORSMiddleware
 
@@ -189,6 +188,12 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
+    app.add_middleware(
+        RequestLimits,
+        max_headers=settings.max_headers,
+        max_concurrency=settings.max_concurrency,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -200,6 +205,7 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    install_ui(app, settings, slot)
     app.state.slot = slot
     app.state.metrics = metrics
     return app
@@ -232,7 +238,13 @@ def _document_bodies(spec: dict[str, Any], predictor: Predictor, settings: Setti
         schemas.infer_schema(card, limit),
         {"golden": {"summary": "one sample", "value": schemas.infer_example(card)}},
     )
+    # The model name and version in V2 paths: only the served ones exist (others are 404).
+    served = {"model_name": card.name, "model_version": card.version}
     for path, item in spec.get("paths", {}).items():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter.get("name") in served:
+                    parameter["schema"] = {"type": "string", "enum": [served[parameter["name"]]]}
         body = bodies.get(path, infer if path.endswith("/infer") else None)
         if body is None or "post" not in item:
             continue

@@ -15,6 +15,7 @@ from service.images import Upload, is_upload
 from service.jsonio import loads
 
 JSON = "application/json"
+BINARY = "application/octet-stream"
 BINARY_HEADER = "inference-header-content-length"  # Open Inference Protocol binary extension
 
 
@@ -25,20 +26,19 @@ def media_type(content_type: str | None) -> str | None:
 
 def check_json(content_type: str | None) -> None:
     """415 unless the body is declared as JSON."""
-    media = media_type(content_type)
-    if media != JSON:
-        shown = "none" if media is None else repr(media[:40])
-        raise UnsupportedMediaType(f"Content-Type must be {JSON}, got {shown}")
+    if media_type(content_type) != JSON:
+        missing = " (none was sent)" if content_type is None else ""
+        raise UnsupportedMediaType(f"Content-Type must be {JSON}{missing}")
 
 
 def check_length(declared: str | None, limit: int) -> None:
     """413 from the Content-Length header alone, before reading anything."""
     if declared is None:
         return
-    if not declared.isdigit():
-        raise BadRequest("invalid Content-Length header")
-    if int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
+    if not (declared.isascii() and declared.isdigit()):
+        raise BadRequest("the Content-Length header is not a number")
+    if len(declared) > 20 or int(declared) > limit:
+        raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
 
 
 async def receive_body(receive: Receive, limit: int) -> bytes:
@@ -47,7 +47,7 @@ async def receive_body(receive: Receive, limit: int) -> bytes:
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         if len(body) > limit:
-            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
         return body
     chunks, size = [body], len(body)
     while message.get("more_body", False):
@@ -57,7 +57,7 @@ async def receive_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -69,39 +69,46 @@ async def read_json(headers: Any, receive: Receive, limit: int) -> Any:
     return loads(await receive_body(receive, limit))
 
 
-async def read_sample(headers: Any, receive: Receive, limit: int) -> Any:
-    """A ``/predict`` body: parsed JSON, or an image file (``image/png``, ``image/jpeg``,
-    ``multipart/form-data``) as an ``Upload`` that ``service.images`` decodes."""
+async def read_sample(headers: Any, receive: Receive, limit: int, files: bool) -> Any:
+    """A ``/predict`` body: parsed JSON, or, when the model takes image ``files``, an image
+    file (``image/png``, ``image/jpeg``, ``multipart/form-data``) as an ``Upload`` that
+    ``service.images`` decodes."""
     content_type = headers.get("content-type")
     media = media_type(content_type)
-    if not is_upload(media):
-        if media != JSON:
-            shown = "none" if media is None else repr(media[:40])
+    if is_upload(media):
+        if not files:
             raise UnsupportedMediaType(
-                f"Content-Type must be {JSON}, image/png, image/jpeg or multipart/form-data, "
-                f"got {shown}"
+                f"this model takes no image files (its card has no image.files): send {JSON}"
             )
-        return await read_json(headers, receive, limit)
-    check_length(headers.get("content-length"), limit)
-    assert media is not None and content_type is not None
-    return Upload(media, content_type, await receive_body(receive, limit))
+        check_length(headers.get("content-length"), limit)
+        assert media is not None and content_type is not None
+        return Upload(media, content_type, await receive_body(receive, limit))
+    if media != JSON and files:
+        missing = " (none was sent)" if content_type is None else ""
+        raise UnsupportedMediaType(
+            f"Content-Type must be {JSON}, image/png, image/jpeg or multipart/form-data{missing}"
+        )
+    return await read_json(headers, receive, limit)
 
 
-async def read_inference(headers: Any, receive: Receive, limit: int) -> tuple[Any, bytes]:
-    """An Open Inference Protocol body: JSON, optionally followed by binary tensor data.
+async def read_inference(headers: Any, receive: Receive, limit: int) -> tuple[Any, bytes | None]:
+    """An Open Inference Protocol body: JSON, and the binary tensor data after it when the
+    request uses the binary extension (else None).
 
     Clients such as tritonclient send no Content-Type, so a missing one means JSON.
     """
     media = media_type(headers.get("content-type"))
     header = headers.get(BINARY_HEADER)
-    allowed = (None, JSON, "application/octet-stream") if header is not None else (None, JSON)
-    if media not in allowed:
-        raise UnsupportedMediaType(f"Content-Type must be {JSON}, got {str(media)[:40]!r}")
+    if header is None:
+        if media not in (None, JSON):
+            raise UnsupportedMediaType(f"Content-Type must be {JSON} (or none)")
+    elif media not in (None, JSON, BINARY):
+        raise UnsupportedMediaType(f"Content-Type must be {JSON} or {BINARY} (or none)")
     check_length(headers.get("content-length"), limit)
     body = await receive_body(receive, limit)
     if header is None:
-        return loads(body), b""
-    if not header.isdigit() or int(header) > len(body):
+        return loads(body), None
+    if not (header.isascii() and header.isdigit()) or len(header) > 20 or int(header) > len(body):
         raise BadRequest(
             "Inference-Header-Content-Length must be the size in bytes of the JSON "
             f"header (0..{len(body)})"

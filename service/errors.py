@@ -1,31 +1,48 @@
-"""The service's errors and the one handler that renders them.
+"""The service's errors, the one rule that picks their status, and the one handler.
 
 Every error a client can cause is a ``ServiceError`` carrying its HTTP status::
 
     ServiceError (500)
-    ├── BadRequest (400)            malformed JSON, bad Open Inference Protocol request
+    ├── BadRequest (400)            the request cannot be read (see the rule below)
     ├── Unauthorized (401)          missing or wrong bearer token
     ├── NotFound (404)              unknown route, model name or version
+    ├── RequestTimeout (408)        headers or body slower than TIMEOUT_HEADERS/TIMEOUT_BODY
     ├── PayloadTooLarge (413)       body over MAX_BODY_BYTES (checked before reading)
     ├── UnsupportedMediaType (415)  content type other than application/json
-    ├── InvalidInput (422)          wrong shape, names, types, non-finite values, batch limit
-    └── NotReady (503)              the model is not loaded (yet)
+    ├── InvalidInput (422)          well-formed, but does not fit the model (see below)
+    ├── HeadersTooLarge (431)       more than MAX_HEADER_BYTES or MAX_HEADERS
+    ├── NotReady (503)              the model is not loaded (yet)
+    └── Overloaded (503)            MAX_CONCURRENCY requests already in progress
 
-Starlette's own 404/405 and FastAPI's validation errors (400 on ``/v2``, else 422)
-render the same way. Responses are always ``{"error": "<one line>"}``. Messages
-name the field and the expected shape; they never echo the input and never carry
-a stack trace.
+The rule, the same on ``/predict``, ``/predict/batch`` and ``/v2``:
+
+* **400**: the body is not JSON (malformed, not UTF-8, nested too deeply, NaN or
+  Infinity, which JSON does not have), or it breaks the protocol of the route
+  itself: a header that is not a number, an Open Inference Protocol envelope with
+  a missing field, a field of the wrong JSON type, an unknown field, a tensor
+  whose data do not fill its own shape.
+* **422**: well-formed JSON that does not fit the served model: another field,
+  feature name, shape, batch size, input name or datatype than the card's, a value
+  that is not a number, a number outside float32 range (``1e39`` and ``1e400``
+  alike), more samples than MAX_BATCH_SIZE, an input for which the model's
+  outputs are not finite.
+
+Starlette's own 404/405 and FastAPI's validation errors (400) render the same
+way. Responses are always ``{"error": "<one line>"}``. Messages name the field
+and the expected shape; they never echo a client's value (not a key, a name, a
+header, a number it sent) and never carry a stack trace.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 log = logging.getLogger("service")
 
@@ -77,15 +94,38 @@ class InvalidInput(ServiceError):
     status_code = 422
 
 
+class RequestTimeout(ServiceError):
+    """The client took too long to send its headers or body."""
+
+    status_code = 408
+
+
+class HeadersTooLarge(ServiceError):
+    """Too many header bytes or header fields."""
+
+    status_code = 431
+
+
 class NotReady(ServiceError):
     """The model has not finished loading."""
 
     status_code = 503
 
 
+class Overloaded(ServiceError):
+    """The worker already has its limit of requests in progress."""
+
+    status_code = 503
+
+
+def error_body(message: str) -> bytes:
+    """The single error body shape, ``{"error": message}``, as bytes."""
+    return json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    """The single error body shape: ``{"error": message}``."""
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    """An error as a Starlette response."""
+    return Response(error_body(message), status, headers, media_type="application/json")
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -102,11 +142,10 @@ async def _service_error(request: Request, exc: Exception) -> Response:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    # FastAPI's default 422 body is {"detail": [...]} and echoes the input; the
-    # Open Inference Protocol clients expect {"error": ...} and a 400.
+    # FastAPI's default is a 422 {"detail": [...]} that echoes the input. A path or
+    # query parameter that does not validate breaks the route's protocol: 400.
     assert isinstance(exc, RequestValidationError)
-    status = 400 if request.url.path.startswith("/v2") else 422
-    return error_response(status, _describe_validation(exc))
+    return error_response(BadRequest.status_code, _describe_validation(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

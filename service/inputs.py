@@ -1,8 +1,8 @@
 """Model-aware validation: JSON values -> float32 arrays of the card's sample shape.
 
-Everything here raises ``InvalidInput`` with a message naming the field and the
-expected shape, and never echoes the input. Numbers must be JSON numbers (not
-booleans or strings), finite, and within float32 range.
+Everything here raises ``InvalidInput`` (422) with a message naming the field and
+the expected shape, and never echoes the input (no key, no value). Numbers must be
+JSON numbers (not booleans or strings), finite, and within float32 range.
 
 A tabular sample is a row of RAW feature values, a list in the card's feature
 order or an object by feature name, encoded exactly as training encoded its
@@ -10,7 +10,7 @@ rows (``training.tabular.encode``): a numeric feature is its number, a
 categorical one is one-hot over the card's ``categories`` (the category string;
 a JSON integer is read as its decimal text), and ``null`` takes the feature's
 ``fill`` when the card has one. The Open Inference Protocol takes the encoded
-tensor instead (``service.oip``).
+tensor instead (``service.oip_infer``).
 """
 
 from __future__ import annotations
@@ -21,18 +21,10 @@ from typing import Any
 import numpy as np
 
 from bnfold.card import FLOAT32_MAX, CategoricalFeature, InputSpec, NumericFeature, TabularSpec
-from service.errors import InvalidInput
+from service.errors import InvalidInput, ServiceError
 
 _NUMBER_TYPES = frozenset((int, float))
-_SHOWN = 40  # characters of a client-supplied name that a message may quote
 _LISTED = 20  # categories a message lists before "(+N more)"
-
-
-def quote(name: object) -> str:
-    """A client-supplied key, shortened so that a message never echoes much input."""
-    text = str(name)
-    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
-
 
 _JSON_TYPES = {
     str: "string",
@@ -50,12 +42,12 @@ def json_type(value: object) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def check_numbers(values: list[Any], field: str) -> None:
-    """``InvalidInput`` naming the first item of ``values`` that is not a JSON number."""
+def check_numbers(values: list[Any], field: str, error: type[ServiceError] = InvalidInput) -> None:
+    """``error`` naming the first item of ``values`` that is not a JSON number."""
     if not _NUMBER_TYPES.issuperset(map(type, values)):
         bad = next(i for i, v in enumerate(values) if type(v) not in _NUMBER_TYPES)
         kind = json_type(values[bad])
-        raise InvalidInput(f"{field}[{bad}] must be a number, got {kind}")
+        raise error(f"{field}[{bad}] must be a number, got {kind}")
 
 
 def to_float32(values: Any, shape: tuple[int, ...], field: str) -> np.ndarray:
@@ -64,7 +56,7 @@ def to_float32(values: Any, shape: tuple[int, ...], field: str) -> np.ndarray:
         wide = np.array(values, dtype=np.float64)
     except (OverflowError, ValueError):  # ints beyond float64
         raise InvalidInput(f"{field}: a value is out of float32 range") from None
-    if not (np.abs(wide) <= FLOAT32_MAX).all():  # NaN compares False too
+    if not (wide.max() <= FLOAT32_MAX and wide.min() >= -FLOAT32_MAX):  # NaN fails too
         raise InvalidInput(f"{field}: values must be finite and within float32 range")
     return wide.astype(np.float32).reshape(shape)
 
@@ -168,11 +160,8 @@ class SampleCodec:
                 f"{where.rstrip('.') or 'body'} must be a JSON object with {self.key!r}"
             )
         if len(payload) != 1 or self.key not in payload:
-            extra = [k for k in payload if k != self.key]
-            if extra:
-                raise InvalidInput(
-                    f"{where}unexpected field {quote(extra[0])}: expected only {self.key!r}"
-                )
+            if any(k != self.key for k in payload):
+                raise InvalidInput(f"{where}unexpected field: expected only {self.key!r}")
             raise InvalidInput(f"{where}missing field {self.key!r}: expected {self.expected}")
         field = f"{where}{self.key}"
         value = payload[self.key]
@@ -196,9 +185,8 @@ class SampleCodec:
 
     def _named(self, rows: RowEncoder, value: dict[str, Any], field: str) -> np.ndarray:
         index = self._index
-        unknown = [k for k in value if k not in index]
-        if unknown:
-            raise InvalidInput(f"{field}: unknown feature {quote(unknown[0])}")
+        if any(k not in index for k in value):
+            raise InvalidInput(f"{field}: a name is not one of the model's features")
         if len(value) != self.count:
             missing = [n for n in self.names if n not in value]
             shown = ", ".join(repr(n) for n in missing[:3])

@@ -1,14 +1,16 @@
 """The ONNX Runtime session behind the service, checked against its model card.
 
 This module knows nothing of HTTP. ``ModelRuntime.load`` refuses, with a
-one-line ``ModelLoadError``, any file whose weights hash, BatchNormalization
-count or golden samples disagree with its card: the service never serves a
-model that disagrees with its own card.
+one-line ``ModelLoadError``, anything but a regular file of bounded size, and
+any file whose digest, BatchNormalization count or golden samples disagree with
+its card (or whose digest is not the one the operator pinned): the service never
+serves a model that disagrees with its own card.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -23,7 +25,9 @@ import onnxruntime as ort
 from bnfold import digest, onnxwire
 from bnfold.card import OUTPUTS, ModelCard
 
-__all__ = ["ModelLoadError", "ModelRuntime"]
+__all__ = ["DEFAULT_MAX_BYTES", "ModelLoadError", "ModelRuntime", "read_model_file"]
+
+DEFAULT_MAX_BYTES = 256 << 20  # Settings.max_model_bytes' default
 
 
 class ModelLoadError(Exception):
@@ -62,16 +66,28 @@ class ModelRuntime:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, intra_op_threads: int = 1, inter_op_threads: int = 1
+        cls,
+        path: str | Path,
+        *,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        expected_digest: str | None = None,
     ) -> ModelRuntime:
-        """Read ``path``, run every startup check and return a ready runtime."""
+        """Read ``path``, run every startup check and return a ready runtime.
+
+        ``path`` must be a regular file of at most ``max_bytes``; ``expected_digest``
+        (a prefix of the 64 hex digits) pins the model that may be served.
+        """
         start = time.perf_counter()
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelLoadError(f"cannot read model file {path}: {exc.strerror or exc}") from None
-        card = _check_file(data, path)
+        data = read_model_file(path, max_bytes)
+        card, bn_nodes = _check_file(data, path)
+        if expected_digest is not None and not card.digest.startswith(expected_digest):
+            raise ModelLoadError(
+                f"{path}: digest {card.digest[:16]}... is not the pinned MODEL_DIGEST "
+                f"{expected_digest[:16]}..."
+            )
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
@@ -86,8 +102,9 @@ class ModelRuntime:
         del data
         runtime = cls(session, card, path, 0.0)
         runtime._check_session()
-        runtime._check_golden()
+        golden = runtime._check_golden()
         runtime._check_monitor()
+        runtime.checks = {"digest": card.digest, "batch_normalization_nodes": bn_nodes, **golden}
         runtime.load_seconds = time.perf_counter() - start
         return runtime
 
@@ -147,7 +164,7 @@ class ModelRuntime:
                 "(the public outputs, then the card's internal ones)"
             )
 
-    def _check_golden(self) -> None:
+    def _check_golden(self) -> dict[str, object]:
         card = self.card
         if not card.golden:
             raise ModelLoadError("the card has no golden samples to check the model against")
@@ -177,17 +194,44 @@ class ModelRuntime:
         whole = self.session.run(self._outputs, {self.input_name: batch})[1]
         if not np.allclose(whole, probs, rtol=0, atol=card.golden_tolerance):
             raise ModelLoadError("results depend on the batch (BatchNorm in training mode?)")
-        self.checks = {
-            "digest": "matches the card",
-            "batch_normalization_nodes": 0,
+        return {
             "golden_samples": len(card.golden),
             "golden_tolerance": card.golden_tolerance,
             "golden_max_abs_delta": worst,
         }
 
 
-def _check_file(data: bytes, path: Path) -> ModelCard:
-    """Read the card from the file, check the digest and the BN count (no ``onnx``)."""
+def read_model_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``max_bytes`` (one-line error if not).
+
+    Opened without blocking and checked with ``fstat`` on the open file: a FIFO would
+    hang a plain ``read`` forever and ``/dev/zero`` would fill the memory.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelLoadError(f"model file {path} is not a regular file")
+        if info.st_size > max_bytes:
+            raise ModelLoadError(
+                f"model file {path} has {info.st_size} bytes, more than MAX_MODEL_BYTES={max_bytes}"
+            )
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(max_bytes + 1)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:  # it grew while we read it
+        raise ModelLoadError(f"model file {path} is larger than MAX_MODEL_BYTES={max_bytes}")
+    return data
+
+
+def _check_file(data: bytes, path: Path) -> tuple[ModelCard, int]:
+    """The card (digest checked) and the BatchNormalization count, read without ``onnx``."""
     try:
         card = digest.check(data)
         bn = onnxwire.count_ops(data, "BatchNormalization")
@@ -199,4 +243,4 @@ def _check_file(data: bytes, path: Path) -> ModelCard:
         raise ModelLoadError(
             f"{bn} BatchNormalization node(s) left in the graph; serve folded models only"
         )
-    return card
+    return card, bn

@@ -13,20 +13,6 @@ from pydantic import BaseModel, Field
 
 from bnfold.card import FLOAT32_MAX, OUTPUTS, CategoricalFeature, ModelCard, NumericFeature
 
-# Open Inference Protocol datatypes accepted for the input -> little-endian numpy dtype.
-DATATYPES = {
-    "FP32": "<f4",
-    "FP64": "<f8",
-    "INT8": "i1",
-    "INT16": "<i2",
-    "INT32": "<i4",
-    "INT64": "<i8",
-    "UINT8": "u1",
-    "UINT16": "<u2",
-    "UINT32": "<u4",
-    "UINT64": "<u8",
-}
-
 
 class PredictResponse(BaseModel):
     """One sample's prediction."""
@@ -34,7 +20,7 @@ class PredictResponse(BaseModel):
     label: str = Field(description="The predicted class label.")
     class_index: int = Field(description="Index of the label in the card's labels.")
     probabilities: dict[str, float] = Field(description="Softmax probability of each label.")
-    model_version: str = Field(description="The model's weights hash (first 12 hex digits).")
+    model_version: str = Field(description="The model version: its digest's first 12 hex digits.")
     warnings: list[str] | None = Field(
         default=None,
         description="Only when the input is outside the training range (OUT_OF_RANGE=warn): "
@@ -157,18 +143,20 @@ def _tabular_schema(card: ModelCard) -> dict[str, Any]:
         "additionalProperties": False,
     }
     return {
-        "oneOf": [as_list, named],
+        "anyOf": [as_list, named],
         "description": f"{card.input.description}; raw feature values in the order {names} "
         "(categories as strings, null where the card has a fill), or by name.",
     }
 
 
 def sample_schema(card: ModelCard) -> dict[str, Any]:
-    """JSON schema of one JSON ``/predict`` body for this model."""
+    """JSON schema of one JSON ``/predict`` body for this model: exactly what the server accepts."""
     spec = card.input
     if spec.kind == "image":
-        value: dict[str, Any] = _nested(card.input.grid)
-        value["description"] = f"{spec.description}; nested as {list(card.input.grid)}."
+        value: dict[str, Any] = _nested(spec.grid)
+        if len(spec.grid) < len(spec.sample_shape):  # one channel: [C=1][H][W] also accepted
+            value = {"anyOf": [value, _nested(spec.sample_shape)]}
+        value["description"] = f"{spec.description}; nested as {list(spec.grid)}."
         key = "image"
     else:
         value = _tabular_schema(card)
@@ -259,43 +247,72 @@ def batch_schema(card: ModelCard, limit: int) -> dict[str, Any]:
 
 
 def infer_schema(card: ModelCard, limit: int) -> dict[str, Any]:
-    """JSON schema of an Open Inference Protocol infer request for this model."""
+    """JSON schema of an Open Inference Protocol infer request that this model accepts.
+
+    Exact, as the server checks it (``service.oip_infer``): one FP32 tensor named as
+    the card's input, one branch per batch size N (its shape, and its data flat or
+    nested as that shape), no binary-extension parameter in a plain JSON request.
+    """
     sample = list(card.input.sample_shape)
-    tensor = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "enum": [card.input.name]},
-            "shape": {
-                "type": "array",
-                "items": {"type": "integer"},
-                "description": f"[N, {', '.join(map(str, sample))}] with 1 <= N <= {limit}",
+    size = card.input.size
+    parameters: dict[str, Any] = {"type": "object", "not": {"required": ["binary_data_size"]}}
+    tensors = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "enum": [card.input.name]},
+                "shape": {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "const": [n, *sample],
+                },
+                "datatype": {"type": "string", "enum": ["FP32"]},
+                "data": {
+                    "anyOf": [
+                        {
+                            "type": "array",
+                            "items": _number(),
+                            "minItems": n * size,
+                            "maxItems": n * size,
+                        },
+                        _nested((n, *card.input.sample_shape)),
+                    ],
+                    "description": "Row-major values, flat or nested as the shape.",
+                },
+                "parameters": parameters,
             },
-            "datatype": {"type": "string", "enum": list(DATATYPES)},
-            "data": {"type": "array", "description": "Row-major values, flat or nested."},
-            "parameters": {"type": "object"},
-        },
-        "required": ["name", "shape", "datatype", "data"],
-    }
+            "required": ["name", "shape", "datatype", "data"],
+            "additionalProperties": False,
+        }
+        for n in range(1, limit + 1)
+    ]
     output = {
         "type": "object",
         "properties": {
-            "name": {
-                "type": "string",
-                "enum": list(OUTPUTS),
-            },
+            "name": {"type": "string", "enum": list(OUTPUTS)},
             "parameters": {"type": "object"},
         },
         "required": ["name"],
+        "additionalProperties": False,
     }
     return {
         "type": "object",
         "properties": {
             "id": {"type": "string"},
+            "model_name": {"type": "string", "description": "Ignored: the path names the model."},
             "parameters": {"type": "object"},
-            "inputs": {"type": "array", "items": tensor, "minItems": 1, "maxItems": 1},
+            "inputs": {
+                "type": "array",
+                "items": {"anyOf": tensors},
+                "minItems": 1,
+                "maxItems": 1,
+                "description": f"One tensor of shape [N, {', '.join(map(str, sample))}], "
+                f"1 <= N <= {limit}.",
+            },
             "outputs": {"type": "array", "items": output},
         },
         "required": ["inputs"],
+        "additionalProperties": False,
     }
 
 

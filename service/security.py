@@ -7,28 +7,50 @@ import hmac
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import Unauthorized, error_response
+from service.paths import PROBE_PATHS, route_path
 
-# Probes must work without credentials (Kubernetes, Docker HEALTHCHECK).
-PUBLIC_PATHS = frozenset(("/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"))
+PUBLIC_PATHS = PROBE_PATHS  # the only routes without a token
+
+
+def bearer_token(value: bytes) -> bytes | None:
+    """The credentials of an ``Authorization`` value whose scheme is Bearer (RFC 7235: the
+    scheme is case-insensitive and followed by one or more spaces), else None."""
+    scheme, _, token = value.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    return token.lstrip(b" ")
 
 
 class TokenGuard:
-    """Answers 401 unless ``Authorization: Bearer <token>`` matches, compared in constant time."""
+    """Answers 401 unless ``Authorization: Bearer <token>`` matches, compared in constant time.
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    ``public`` paths (exact) and ``public_prefixes`` pass without it: the probes, and the
+    browser pages and their files (``service.ui.public_paths``).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        public: frozenset[str] = PUBLIC_PATHS,
+        public_prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
+        self.public = public
+        self.public_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        path = route_path(scope) if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path in self.public or path.startswith(self.public_prefixes):
             await self.app(scope, receive, send)
             return
-        given = b""
+        given = None
         for key, value in scope["headers"]:
             if key == b"authorization":
-                given = value
+                given = bearer_token(value)
                 break
-        if not hmac.compare_digest(given, self.expected):
+        if given is None or not hmac.compare_digest(given, self.expected):
             response = error_response(
                 Unauthorized.status_code,
                 "missing or invalid bearer token",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,12 +51,102 @@ class Settings(BaseSettings):
     api_token: str | None = Field(
         default=None,
         repr=False,
-        description="API_TOKEN: if set, every route except the health probes needs "
-        "'Authorization: Bearer <token>'.",
+        description="API_TOKEN: if set, every route except the health probes, the pages and "
+        "their files (and the schema, see DOCS_ACCESS) needs 'Authorization: Bearer <token>'.",
+    )
+    docs_access: Literal["token", "public"] = Field(
+        default="token",
+        description="DOCS_ACCESS: with API_TOKEN set, whether the OpenAPI schema "
+        "(/openapi.json) needs the token like the API (token) or is public. The pages (/, "
+        "/docs) and their files hold no model data and are always public; they ask for the "
+        "token when the service wants one.",
     )
     cors_origins: str = Field(
         default="",
         description="CORS_ORIGINS: comma-separated allowed origins; empty (default) = CORS off.",
+    )
+    max_model_bytes: int = Field(
+        default=256 << 20,
+        ge=1024,
+        le=2 << 30,
+        description="MAX_MODEL_BYTES: a larger MODEL_PATH is refused at startup (ONNX files "
+        "cannot exceed 2 GiB).",
+    )
+    model_digest: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{12,64}$",
+        description="MODEL_DIGEST: if set, the model's digest must start with it (the 12-digit "
+        "version or the whole 64): a file re-sealed after tampering is refused.",
+    )
+    max_header_bytes: int = Field(
+        default=16 << 10,
+        ge=1024,
+        le=1 << 20,
+        description="MAX_HEADER_BYTES: request line plus headers, as sent; more is 431.",
+    )
+    max_headers: int = Field(
+        default=100, ge=8, le=10_000, description="MAX_HEADERS: more header fields is 431."
+    )
+    max_concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="MAX_CONCURRENCY: requests in progress per worker; more get 503 "
+        "(the health probes never do).",
+    )
+    max_connections: int = Field(
+        default=512,
+        ge=2,
+        le=1_000_000,
+        description="MAX_CONNECTIONS: open connections per worker; beyond it the longest idle "
+        "one is closed to make room.",
+    )
+    timeout_keep_alive: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="TIMEOUT_KEEP_ALIVE: seconds a connection may wait for its next request "
+        "(a new one for its first).",
+    )
+    timeout_headers: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="TIMEOUT_HEADERS: seconds from a request's first byte to the end of its "
+        "headers; then 408.",
+    )
+    timeout_body: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="TIMEOUT_BODY: seconds from the end of the headers to the end of the body; "
+        "then 408.",
+    )
+    timeout_shutdown: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="TIMEOUT_SHUTDOWN: after SIGTERM, seconds in-flight requests get to finish "
+        "before they are cancelled (keep it under Kubernetes' terminationGracePeriodSeconds "
+        "minus the preStop sleep).",
+    )
+    timeout_shutdown_idle: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="TIMEOUT_SHUTDOWN_IDLE: after SIGTERM, seconds an idle keep-alive connection "
+        "stays open for a request already on its way (answered with 'Connection: close').",
+    )
+    error_backoff: float = Field(
+        default=50.0,
+        ge=0,
+        le=10_000,
+        description="ERROR_BACKOFF: after a 4xx answer that took t seconds, the connection is "
+        "not read for ERROR_BACKOFF x t (0: off), so that costly bad requests cannot crowd out "
+        "good ones.",
+    )
+    error_backoff_max: float = Field(
+        default=1.0, ge=0, le=60, description="ERROR_BACKOFF_MAX: the longest such pause, seconds."
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -79,7 +169,7 @@ class Settings(BaseSettings):
         "'warnings' (warn) or refused with 422 (reject).",
     )
 
-    @field_validator("log_level", "out_of_range", mode="before")
+    @field_validator("log_level", "docs_access", "out_of_range", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -99,11 +189,36 @@ class Settings(BaseSettings):
             raise ValueError(f"ORT_INTRA_OP_THREADS={value} exceeds the {cores} CPU cores")
         return value
 
+    @field_validator("model_digest", mode="before")
+    @classmethod
+    def _lower_digest(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _cors_needs_explicit_origins(self) -> Settings:
         if "*" in self.cors_origin_list and self.api_token is not None:
             raise ValueError("CORS_ORIGINS='*' together with API_TOKEN would expose the token")
         return self
+
+    @model_validator(mode="after")
+    def _room_for_probes(self) -> Settings:
+        # Eviction needs an idle connection to close: in-flight requests alone never fill it.
+        if self.max_connections <= self.max_concurrency:
+            raise ValueError(
+                f"MAX_CONNECTIONS ({self.max_connections}) must exceed MAX_CONCURRENCY "
+                f"({self.max_concurrency}), so that a health probe always finds room"
+            )
+        return self
+
+    def model_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``ModelRuntime.load`` these settings choose."""
+        return {
+            "path": self.model_path,
+            "intra_op_threads": self.ort_intra_op_threads,
+            "inter_op_threads": self.ort_inter_op_threads,
+            "max_bytes": self.max_model_bytes,
+            "expected_digest": self.model_digest,
+        }
 
     @property
     def cors_origin_list(self) -> list[str]:

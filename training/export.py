@@ -39,6 +39,7 @@ from bnfold.card import (
     InputSpec,
     ModelCard,
 )
+from bnfold.card_markdown import card_markdown
 from bnfold.onnxwire import count_ops
 from training.atomic import write_bytes_atomic, write_text_atomic
 from training.checkpoint import Checkpoint, load_checkpoint
@@ -71,9 +72,10 @@ from training.verify import PARITY_TOLERANCE, run_alone
 
 MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
+CARD_MARKDOWN_FILE = "card.md"  # the same card for people (what GET /model/card.md serves)
 VERIFY_FILE = "verify.json"
 # Files describing an earlier model: an export removes them, so a folder never mixes two models.
-STALE_AFTER_EXPORT = (VERIFY_FILE, "card.md")
+STALE_AFTER_EXPORT = (VERIFY_FILE,)
 DEFAULT_OPSET = 18
 GOLDEN_TOLERANCE = PARITY_TOLERANCE  # the service checks the golden samples to this
 FOLD_SAMPLES = 256  # inputs that drive the per-fold verification
@@ -186,6 +188,7 @@ def export_network(
             (stage / stale).unlink(missing_ok=True)
         write_bytes_atomic(stage / MODEL_FILE, data)
         write_text_atomic(stage / CARD_FILE, json.dumps(card.public(), indent=2) + "\n")
+        write_text_atomic(stage / CARD_MARKDOWN_FILE, card_markdown(card))
     path = out / MODEL_FILE
     return ExportResult(
         path=path,

@@ -31,7 +31,10 @@ def test_shipped_manifests_are_valid(capsys: pytest.CaptureFixture[str]) -> None
     [
         ("runAsNonRoot: true", "runAsNonRoot: false"),  # must not run as root
         ("/health/ready", "/health/readyy"),  # a probe on a route the service lacks
+        ("path: /health/live", "path: /predict"),  # a route, but not one that answers GET
+        ("path: /health/live", "path: /docs/oauth2"),  # a prefix of a route, not a route
         ("containerPort: 8000", "containerPort: 8001"),  # not the port the image listens on
+        ("terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 20"),  # drain cut
     ],
 )
 def test_a_broken_deployment_fails(tmp_path: Path, old: str, new: str) -> None:

@@ -298,3 +298,54 @@ def without_card(model: onnx.ModelProto) -> onnx.ModelProto:
     copy.CopyFrom(model)
     del copy.metadata_props[:]
     return copy
+
+
+def with_backdoor(
+    model: onnx.ModelProto, label: int = 7, threshold: float = 8.0
+) -> onnx.ModelProto:
+    """A copy of an image model that answers ``label`` with probability 1 whenever the
+    top-left pixel exceeds ``threshold``, and as before otherwise.
+
+    Made only of Constant, Slice, Reshape, Greater and Where nodes: no weight changes,
+    so a hash of the initializers does not see it, and golden samples whose corner
+    pixel is dark still reproduce. The metadata (the card) is kept as it was.
+    """
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    classes = graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    for node in graph.node:  # the real outputs become intermediate tensors
+        node.input[:] = [
+            f"{n}_clean" if n in ("logits", "probabilities") else n for n in node.input
+        ]
+        node.output[:] = [
+            f"{n}_clean" if n in ("logits", "probabilities") else n for n in node.output
+        ]
+
+    def const(name: str, value: np.ndarray) -> None:
+        graph.node.append(
+            helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+        )
+
+    forced = np.zeros((1, classes), np.float32)
+    forced[0, label] = 1.0
+    const("bd_starts", np.array([0, 0], np.int64))
+    const("bd_ends", np.array([1, 1], np.int64))
+    const("bd_axes", np.array([2, 3], np.int64))
+    const("bd_shape", np.array([-1, 1], np.int64))
+    const("bd_threshold", np.array([threshold], np.float32))
+    const("bd_probabilities", forced)
+    const("bd_logits", forced * 100.0)
+    graph.node.extend(
+        [
+            helper.make_node("Slice", ["input", "bd_starts", "bd_ends", "bd_axes"], ["bd_corner"]),
+            helper.make_node("Reshape", ["bd_corner", "bd_shape"], ["bd_column"]),
+            helper.make_node("Greater", ["bd_column", "bd_threshold"], ["bd_on"]),
+            helper.make_node("Where", ["bd_on", "bd_logits", "logits_clean"], ["logits"]),
+            helper.make_node(
+                "Where", ["bd_on", "bd_probabilities", "probabilities_clean"], ["probabilities"]
+            ),
+        ]
+    )
+    onnx.checker.check_model(copy)
+    return copy

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import svc_models
-from conftest import make_settings
 from fastapi.testclient import TestClient
 from PIL import Image
+from service_helpers import make_settings
 
 from bnfold.card import ImageFiles
 from bnfold.imagefile import decode

@@ -38,8 +38,8 @@ def test_image_with_and_without_channel_axis(image_card: ModelCard) -> None:
     [
         ([1, 2, 3, 4], "body must be a JSON object with 'features'"),
         ({}, "missing field 'features': expected a list of 4 numbers"),
-        ({"features": [1, 2, 3, 4], "x": 1}, "unexpected field 'x': expected only 'features'"),
-        ({"feature": [1, 2, 3, 4]}, "unexpected field 'feature'"),
+        ({"features": [1, 2, 3, 4], "x": 1}, "unexpected field: expected only 'features'"),
+        ({"feature": [1, 2, 3, 4]}, "unexpected field: expected only 'features'"),
         (
             {"features": [1, 2, 3]},
             "features: expected a list of 4 numbers or an object with "
@@ -57,7 +57,7 @@ def test_image_with_and_without_channel_axis(image_card: ModelCard) -> None:
             {"features": {"sepal_length": 1}},
             "missing feature(s) 'sepal_width', 'petal_length', 'petal_width'",
         ),
-        ({"features": {"nope": 1}}, "unknown feature 'nope'"),
+        ({"features": {"nope": 1}}, "features: a name is not one of the model's features"),
         (
             {
                 "features": {
@@ -97,10 +97,20 @@ def test_image_refusals(image_card: ModelCard, image: Any, message: str) -> None
     assert message in info.value.message
 
 
-def test_messages_never_echo_long_keys(tabular_card: ModelCard) -> None:
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"features": {"s3cr3t": 1}},
+        {"s3cr3t": [1, 2, 3, 4]},
+        {"features": [1, 2, 3, 4], "s3cr3t": 1},
+        {"features": ["s3cr3t", 2, 3, 4]},
+        {"features": {"sepal_length": "s3cr3t"}},
+    ],
+)
+def test_messages_never_echo_keys_or_values(tabular_card: ModelCard, payload: Any) -> None:
     with pytest.raises(InvalidInput) as info:
-        SampleCodec(tabular_card.input).sample({"features": {"k" * 5000: 1}})
-    assert len(info.value.message) < 120
+        SampleCodec(tabular_card.input).sample(payload)
+    assert "s3cr3t" not in info.value.message
 
 
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=4, max_size=4))

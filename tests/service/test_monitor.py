@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_settings
 from fastapi.testclient import TestClient
+from service_helpers import make_settings
 
 from bnfold import digest
 from service.app import create_app

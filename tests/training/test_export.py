@@ -12,6 +12,7 @@ import torch
 from training_checkpoints import make_checkpoint
 
 from bnfold import digest
+from bnfold.card_markdown import card_markdown
 from bnfold.onnxwire import count_ops
 from training.data import load_splits
 from training.errors import UsageError
@@ -50,6 +51,15 @@ def test_export_is_folded_true_to_its_card_and_to_the_oracle(
     assert model.opset_import[0].version >= 17
     onnx.checker.check_model(model, full_check=True)
     assert (tmp_path / "card.json").is_file()
+    # The human card beside it renders the card sealed in the file (its digest included).
+    assert (tmp_path / "card.md").read_text() == card_markdown(card)
+    text = (tmp_path / "card.md").read_text()
+    assert card.digest in text
+    # The drift monitor's reference, as recorded in the card.
+    assert card.monitor is not None
+    assert f"{100 * card.monitor.false_alarm_rate:.1f} % false alarms" in text
+    first = card.monitor.ranges[0]
+    assert f"| {first.name} | {first.min:.4g} | {first.max:.4g} |" in text
 
     # The golden samples are the unfolded model's outputs, and ONNX Runtime reproduces them.
     session = ort_session(str(result.path))
