@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import signal
 import sys
 import textwrap
 import typing
@@ -106,6 +107,9 @@ def _constraints(field: Any) -> list[str]:
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m service") -> int:
     """Run the service; return the exit status (2 for a refused model or setting)."""
+    # A reload request (SIGHUP) while starting waits for the model instead of ending the
+    # process (service.reload.hold_sighup; that module imports onnxruntime).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     args = build_parser(prog).parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
 

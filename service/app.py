@@ -32,6 +32,7 @@ from service.monitor_metrics import MonitorCollector
 from service.monitor_report import build_monitor_router
 from service.oip import build_router
 from service.predictor import Predictor, Slot
+from service.reload import Reloader, runtime_loader
 from service.runtime import ModelRuntime
 from service.settings import Settings
 from service.ui import install_ui, public_paths
@@ -63,32 +64,47 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
     """Build the app. Its lifespan loads ``settings.model_path`` unless ``runtime`` is given.
 
     Loading failures raise ``ModelLoadError`` out of the lifespan: the server never
-    starts serving a model that disagrees with its card.
+    starts serving a model that disagrees with its card. Once serving, SIGHUP (and
+    MODEL_POLL_SECONDS) reload the file without downtime (``service.reload``;
+    ``app.state.reloader``).
     """
     slot = Slot()
     metrics = Metrics()
     endpoints = Endpoints(slot, settings.max_body_bytes)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = runtime or ModelRuntime.load(**settings.model_options())
-        metrics.load_seconds.set(loaded.load_seconds)
-        metrics.model_info.labels(loaded.name, loaded.version).set(1)
-        slot.predictor = Predictor(
+    def predictor_for(loaded: ModelRuntime) -> Predictor:
+        return Predictor(
             loaded,
             settings.max_batch_size,
             metrics.observe_inference,
             build_monitor(loaded.card, enabled=settings.monitor, window=settings.monitor_window),
             reject_out_of_range=settings.out_of_range == "reject",
         )
+
+    def swapped() -> None:
         app.openapi_schema = None  # rebuild the docs with this model's examples
+
+    reloader = Reloader(
+        slot,
+        metrics,
+        settings.model_path,
+        runtime_loader(settings.model_options(), predictor_for),
+        swapped,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loaded = runtime or ModelRuntime.load(**settings.model_options())
+        reloader.install(predictor_for(loaded))
         log.info(
             "serving model %r version %s (loaded and checked in %.3f s)",
             loaded.name,
             loaded.version,
             loaded.load_seconds,
         )
+        reloader.start(settings.model_poll_seconds)
         yield
+        await reloader.close()
         slot.predictor = None
 
     app = FastAPI(
@@ -208,6 +224,7 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
     install_ui(app, settings, slot)
     app.state.slot = slot
     app.state.metrics = metrics
+    app.state.reloader = reloader
     return app
 
 

@@ -6,6 +6,7 @@ With several uvicorn workers each worker counts its own requests.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
 _LATENCY = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _INFERENCE = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25)
 UNMATCHED = "unmatched"  # one label for every unknown path: no unbounded label values
+RELOAD_RESULTS = ("success", "refused", "unchanged")
 
 
 class Metrics:
@@ -58,6 +60,16 @@ class Metrics:
             ("name", "version"),
             registry=self.registry,
         )
+        self.reloads = Counter(
+            "bnfold_model_reloads_total",
+            "Model reloads (SIGHUP, or MODEL_POLL_SECONDS seeing MODEL_PATH change), by result: "
+            "success (swapped in), refused (failed a startup check; the old model serves on), "
+            "unchanged (the same model).",
+            ("result",),
+            registry=self.registry,
+        )
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)  # every result exported from the start, at 0
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.observe_inference = self.inference.observe
 
@@ -69,6 +81,15 @@ class Metrics:
             self._children[(route, status)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def serving(self, name: str, version: str, load_seconds: float, previous: Any = None) -> None:
+        """Point the model metrics at the model now served (``previous``: the one it replaced,
+        a ``ModelRuntime``, whose info series goes away)."""
+        if previous is not None:
+            with contextlib.suppress(KeyError):
+                self.model_info.remove(previous.name, previous.version)
+        self.model_info.labels(name, version).set(1)
+        self.load_seconds.set(load_seconds)
 
     def render(self) -> bytes:
         """The text exposition format."""

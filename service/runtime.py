@@ -25,9 +25,25 @@ import onnxruntime as ort
 from bnfold import digest, onnxwire
 from bnfold.card import OUTPUTS, ModelCard
 
-__all__ = ["DEFAULT_MAX_BYTES", "ModelLoadError", "ModelRuntime", "read_model_file"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "FileIdentity",
+    "ModelLoadError",
+    "ModelRuntime",
+    "file_identity",
+    "read_model_file",
+]
 
 DEFAULT_MAX_BYTES = 256 << 20  # Settings.max_model_bytes' default
+
+
+# (device, inode, size, modification time in ns): which file, in which state, was read.
+FileIdentity = tuple[int, int, int, int]
+
+
+def file_identity(info: os.stat_result) -> FileIdentity:
+    """The ``FileIdentity`` of a ``stat`` result: a replaced or rewritten file changes it."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 class ModelLoadError(Exception):
@@ -63,6 +79,7 @@ class ModelRuntime:
         self._all_outputs = [*OUTPUTS, *([card.monitor.output] if card.monitor else [])]
         self._run = session.run
         self.checks: dict[str, object] = {}
+        self.source: FileIdentity | None = None  # the file as it was read (``load``)
 
     @classmethod
     def load(
@@ -81,7 +98,7 @@ class ModelRuntime:
         """
         start = time.perf_counter()
         path = Path(path)
-        data = read_model_file(path, max_bytes)
+        data, source = read_model_file(path, max_bytes)
         card, bn_nodes = _check_file(data, path)
         if expected_digest is not None and not card.digest.startswith(expected_digest):
             raise ModelLoadError(
@@ -101,6 +118,7 @@ class ModelRuntime:
             raise ModelLoadError(f"ONNX Runtime refused {path}: {_first_line(exc)}") from None
         del data
         runtime = cls(session, card, path, 0.0)
+        runtime.source = source
         runtime._check_session()
         golden = runtime._check_golden()
         runtime._check_monitor()
@@ -201,8 +219,9 @@ class ModelRuntime:
         }
 
 
-def read_model_file(path: Path, max_bytes: int) -> bytes:
-    """The bytes of ``path``, a regular file of at most ``max_bytes`` (one-line error if not).
+def read_model_file(path: Path, max_bytes: int) -> tuple[bytes, FileIdentity]:
+    """The bytes of ``path``, a regular file of at most ``max_bytes`` (one-line error if not),
+    and the identity of the file they were read from.
 
     Opened without blocking and checked with ``fstat`` on the open file: a FIFO would
     hang a plain ``read`` forever and ``/dev/zero`` would fill the memory.
@@ -227,7 +246,7 @@ def read_model_file(path: Path, max_bytes: int) -> bytes:
         os.close(fd)
     if len(data) > max_bytes:  # it grew while we read it
         raise ModelLoadError(f"model file {path} is larger than MAX_MODEL_BYTES={max_bytes}")
-    return data
+    return data, file_identity(info)
 
 
 def _check_file(data: bytes, path: Path) -> tuple[ModelCard, int]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import resource
 import signal
 import socket
@@ -28,6 +29,7 @@ import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from service.protocol import ConnectionLimits, ServiceConfig
+from service.reload import take_sighup
 from service.runtime import ModelRuntime
 from service.settings import Settings
 
@@ -117,7 +119,31 @@ class Server(uvicorn.Server):
 class Supervisor(Multiprocess):
     """uvicorn's worker supervisor, stopping the shared listening socket before the workers
     drain (uvicorn's keeps it open: the kernel queues connections that no worker accepts,
-    and resets them once the last copy closes), and waiting a bounded time for them."""
+    and resets them once the last copy closes), and waiting a bounded time for them.
+
+    SIGHUP is forwarded to every worker, which reloads the model itself without
+    downtime (``service.reload``); uvicorn's own would restart the workers. The
+    signal stays blocked here (``hold_sighup``), so workers start with it blocked
+    until they can reload, and is taken from the pending set on each loop turn.
+    """
+
+    def handle_signals(self) -> None:
+        """uvicorn's signals, and a pending SIGHUP forwarded to the workers."""
+        if take_sighup():
+            self.forward_hup()
+        super().handle_signals()
+
+    def handle_hup(self) -> None:
+        """A SIGHUP that reached uvicorn's handler (SIGHUP not held): forward it too."""
+        self.forward_hup()
+
+    def forward_hup(self) -> None:
+        """Ask every live worker to reload the model."""
+        pids = [w.pid for w in self.processes if w.pid is not None and w.process.is_alive()]
+        log.info("SIGHUP: %d worker(s) reload the model", len(pids))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
 
     def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], grace: float):
         super().__init__(config, sockets)

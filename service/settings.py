@@ -148,6 +148,13 @@ class Settings(BaseSettings):
     error_backoff_max: float = Field(
         default=1.0, ge=0, le=60, description="ERROR_BACKOFF_MAX: the longest such pause, seconds."
     )
+    model_poll_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="MODEL_POLL_SECONDS: how often to look whether MODEL_PATH changed and "
+        "reload it if so, as SIGHUP does (0: never; only SIGHUP reloads).",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
@@ -193,6 +200,13 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_digest(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("model_poll_seconds")
+    @classmethod
+    def _poll_not_busy(cls, value: float) -> float:
+        if 0 < value < 0.1:
+            raise ValueError("MODEL_POLL_SECONDS must be 0 (off) or at least 0.1")
+        return value
 
     @model_validator(mode="after")
     def _cors_needs_explicit_origins(self) -> Settings:
