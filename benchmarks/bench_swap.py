@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.bench_drift import DIGITS_CHECKPOINT, IMAGE_SHIFTS
-from benchmarks.serve_load import CLIENT_CORE, SERVER_CORE, ensure_wrk, request_body, wait_ready
+from benchmarks.loadgen import CLIENT_CORE, SERVER_CORE, ensure_wrk, golden_bodies, wait_ready
 from bnfold import digest
 from training.checkpoint import load_checkpoint
 from training.data import load_splits
@@ -116,16 +116,22 @@ def reload_counts(url: str, samples: int) -> list[dict[str, float]]:
 
 
 def one(
-    workers: int, model_a: Path, model_b: Path, corrupt: bytes, args: argparse.Namespace
+    workers: int,
+    model_a: Path,
+    model_b: Path,
+    corrupt: bytes,
+    args: argparse.Namespace,
+    swap: bool = True,
 ) -> dict[str, Any]:
-    """One loaded run with two SIGHUP reloads (B, then a corrupt file)."""
+    """One loaded run with two SIGHUP reloads (B, then a corrupt file); ``swap=False``: the
+    same run without them (the baseline)."""
     wrk = ensure_wrk()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         serving = folder / "model.onnx"
         shutil.copyfile(model_a, serving)
         script = folder / "swap.lua"
-        script.write_text(LUA % request_body(model_a).decode())
+        script.write_text(LUA % golden_bodies(model_a)["predict"].decode())
         log = folder / "service.log"
         url = f"http://127.0.0.1:{args.port}"
         with open(log, "wb") as sink:
@@ -142,6 +148,8 @@ def one(
             events: list[tuple[float, str]] = []
 
             def swaps(start: float) -> None:
+                if not swap:
+                    return
                 for at, data, what in (
                     (args.duration / 3, model_b.read_bytes(), "B"),
                     (2 * args.duration / 3, corrupt, "corrupt"),
@@ -176,6 +184,7 @@ def one(
     want = f"{version_a} {version_b} "
     return {
         "workers": workers,
+        "swaps": swap,
         "requests": result["requests"],
         "rps": result["requests"] / (result["duration_us"] / 1e6),
         "p99_ms": result["p99_us"] / 1000,
@@ -187,6 +196,7 @@ def one(
         "connections_switched_once_a_then_b": sum(
             c["switches"] == 1 and c["order"] == want for c in conns
         ),
+        "connections_a_only": sum(c["order"] == f"{version_a} " for c in conns),
         "max_switches": max(c["switches"] for c in conns),
         "versions": {"A": version_a, "B": version_b},
         "final_model_version": sorted(final),
@@ -203,17 +213,39 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--port", type=int, default=18090)
+    parser.add_argument(
+        "--baseline", action="store_true", help="also run each without the swaps, for the ratio"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         model_a, model_b, corrupt = models(Path(tmp))
         for workers in args.workers:
-            run = one(workers, model_a, model_b, corrupt, args)
-            runs.append(run)
-            print(json.dumps(run, indent=2), flush=True)
+            for swap in (True, False) if args.baseline else (True,):
+                runs.append(one(workers, model_a, model_b, corrupt, args, swap))
+                show(runs[-1])
     if args.out:
         args.out.write_text(json.dumps(runs, indent=2))
+
+
+def show(run: dict[str, Any]) -> None:
+    """One run in a few lines."""
+    kind = "with 2 SIGHUP reloads" if run["swaps"] else "baseline, no reload"
+    print(
+        f"WORKERS={run['workers']} ({kind}): {run['requests']} requests, "
+        f"{run['rps']:.0f}/s, p99 {run['p99_ms']:.1f} ms, max {run['max_ms']:.1f} ms; "
+        f"failed {run['failed']}, non-2xx {run['non_2xx']}, bad bodies {run['bad_responses']}"
+    )
+    if run["swaps"]:
+        print(
+            f"  connections A->B exactly once: {run['connections_switched_once_a_then_b']}/"
+            f"{run['connections']} (most switches on one: {run['max_switches']}); "
+            f"/model after: {run['final_model_version']}; reloads_total per worker: "
+            f"{run['reloads_metric'][0]}"
+        )
+        for line in run["reload_log"]:
+            print("  log:", line.split(" service: ", 1)[-1])
 
 
 if __name__ == "__main__":
