@@ -134,3 +134,15 @@ def test_bad_monitor_settings_name_the_variable(changes: dict[str, object], frag
     with pytest.raises(ValidationError) as info:
         Settings(model_path=Path("m.onnx"), **changes)  # type: ignore[arg-type]
     assert fragment in describe_error(info.value)
+
+
+def test_model_poll_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_PATH", "m.onnx")
+    assert Settings().model_poll_seconds == 0  # type: ignore[call-arg]  # off: SIGHUP only
+    monkeypatch.setenv("MODEL_POLL_SECONDS", "2.5")
+    assert Settings().model_poll_seconds == 2.5  # type: ignore[call-arg]
+    for bad in ("0.01", "-1", "7200"):
+        monkeypatch.setenv("MODEL_POLL_SECONDS", bad)
+        with pytest.raises(ValidationError) as info:
+            Settings()  # type: ignore[call-arg]
+        assert describe_error(info.value).startswith("MODEL_POLL_SECONDS")
