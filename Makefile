@@ -113,6 +113,8 @@ bench: setup $(ARTIFACTS)/model.onnx
 	$(PY) -m benchmarks.bench_fold
 	$(PY) -m benchmarks.bench_export --run $(ARTIFACTS)
 	$(PY) benchmarks/serve_load.py --model $(ARTIFACTS)/model.onnx --checkpoint $(ARTIFACTS)/checkpoint.pt
+	$(PY) -m benchmarks.bench_adabn
+	$(PY) -m benchmarks.bench_swap --baseline
 
 clean:
 	rm -rf $(VENV) $(KSERVE_VENV) artifacts .pytest_cache .mypy_cache .ruff_cache .hypothesis

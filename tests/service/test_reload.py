@@ -252,6 +252,7 @@ def adapted(monitored_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     return result.export.path, np.clip(splits.test.X + 4, 0, 16)
 
 
+@pytest.mark.slow  # a recalibration first
 def test_the_drift_monitor_restarts_on_the_new_models_reference(
     monitored_dir: Path, adapted: tuple[Path, Any], tmp_path: Path
 ) -> None:

@@ -76,6 +76,7 @@ def test_unlabelled_target(
     assert main([*argv, *FAST, *ALL]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "card.json",
+        "card.md",
         "checkpoint.pt",
         "model.onnx",
         "recalibration.json",
@@ -87,6 +88,9 @@ def test_unlabelled_target(
     assert card.recalibration.parent_version == parent.version
     assert card.recalibration.target_sha256 == hashlib.sha256(data.read_bytes()).hexdigest()
     assert card.recalibration.target_samples == len(target[0])
+    assert (
+        f"Recalibrated** (adabn) from version `{parent.version}`" in (out / "card.md").read_text()
+    )
     assert card.version != parent.version and card.name == parent.name
     assert card.stats_mode == "exact" and card.metrics == {}  # no labels: no accuracy
     assert card.monitor is None  # nothing held out to calibrate it on
