@@ -122,13 +122,14 @@ class Reloader:
         self.tried = self._identity()
         try:
             predictor = await asyncio.to_thread(self.load)
-        except ModelLoadError as exc:
+        except Exception as exc:  # whatever fails, the served model must stay
+            reason = str(exc) if isinstance(exc, ModelLoadError) else _unexpected(exc)
             self.metrics.reloads.labels("refused").inc()
             log.error(
                 "model reload (%s) refused, still serving version %s: %s",
                 why,
                 current.version,
-                exc,
+                reason,
             )
             return "refused"
         if self._closed:
@@ -179,6 +180,11 @@ class Reloader:
             return file_identity(os.stat(self.path))
         except OSError:
             return None
+
+
+def _unexpected(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def runtime_loader(options: dict[str, object], make: Callable[[ModelRuntime], Predictor]) -> Loader:

@@ -143,6 +143,25 @@ def test_a_file_that_fails_a_startup_check_is_refused_and_the_old_model_serves_o
     assert client.get("/health/ready").status_code == 200
 
 
+def test_an_unexpected_failure_while_loading_is_a_refusal_too(
+    serving: tuple[TestClient, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, path = serving
+    reloader = client.app.state.reloader  # type: ignore[attr-defined]
+
+    def broken() -> Any:
+        raise MemoryError("cannot allocate\nthe session")
+
+    reloader.load = broken
+    with caplog.at_level(logging.ERROR, logger="service"):
+        assert reload(client) == "refused"
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.endswith(
+        "refused, still serving version " + version_of(path) + ": MemoryError: cannot allocate"
+    )
+    assert predict_tabular(client)["model_version"] == version_of(path)
+
+
 def test_a_pinned_digest_refuses_another_model(
     model_dir: Path, other_tabular: Path, tmp_path: Path
 ) -> None:
