@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
-from conftest import make_settings
+from service_helpers import make_settings
 from fastapi.testclient import TestClient
 
 from bnfold.card import ModelCard
