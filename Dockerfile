@@ -19,13 +19,22 @@ COPY pyproject.toml ./
 # The base dependencies plus the `serve` extra, read from pyproject.toml, so there is one list
 # to maintain; torch is in the `train` extra and never gets here. The venv is made without pip
 # and setuptools (27 MB the server never loads): the base image's pip installs into it.
-# Test suites and C headers go too.
+# Test suites and C headers go too, and the Pillow extensions (with the libraries only they
+# load) that decoding PNG and JPEG never imports: AVIF, WebP, fonts, colour management, Tk
+# (~11 MB). A PNG and a JPEG are decoded right after, so a Pillow release that needs one of
+# them fails the build instead of the first upload.
 RUN python -m venv --without-pip /opt/venv \
  && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['serve']))" > requirements.txt \
  && python -m pip --python /opt/venv/bin/python install --no-cache-dir -r requirements.txt \
  && /opt/venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
  && find /opt/venv -depth -type d \( -name tests -o -name test \) -path '*/site-packages/*' -exec rm -rf {} + \
- && find /opt/venv -depth -type d -name include -path '*/site-packages/*' -exec rm -rf {} +
+ && find /opt/venv -depth -type d -name include -path '*/site-packages/*' -exec rm -rf {} + \
+ && pil=$(echo /opt/venv/lib/python3.*/site-packages/PIL) && libs="$pil/../pillow.libs" \
+ && rm -f "$pil"/_avif.*.so "$pil"/_webp.*.so "$pil"/_imagingft.*.so "$pil"/_imagingcms.*.so \
+          "$pil"/_imagingtk.*.so "$libs"/libavif-* "$libs"/libwebp* "$libs"/libsharpyuv-* \
+          "$libs"/libfreetype-* "$libs"/libharfbuzz-* "$libs"/libbrotli* "$libs"/libpng16-* \
+          "$libs"/liblcms2-* \
+ && /opt/venv/bin/python -c "import io; from PIL import Image; [Image.open(io.BytesIO(b.getvalue()), formats=[f]).load() for f in ('PNG', 'JPEG') for b in [io.BytesIO()] if Image.new('RGB', (4, 4)).save(b, f) is None]"
 
 # The code and the model, with permissions made readable by the service user whatever they
 # were in the build context (atomic writes leave 0600 files; git checkouts give 0644), and the

@@ -77,7 +77,12 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
             loaded,
             settings.max_batch_size,
             metrics.observe_inference,
-            build_monitor(loaded.card, enabled=settings.monitor, window=settings.monitor_window),
+            build_monitor(
+                loaded.card,
+                enabled=settings.monitor,
+                window=settings.monitor_window,
+                share=settings.monitor_share,
+            ),
             reject_out_of_range=settings.out_of_range == "reject",
         )
 

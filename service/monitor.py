@@ -1,23 +1,31 @@
 """Drift monitoring of one served model: a sliding window over the recent samples (no HTTP).
 
-Per sample, the request path costs two ring-buffer writes (a row of the graph's
-internal output, which ONNX Runtime returns in the same call as the prediction, and
-the predicted class) and the range check of the input against the card's training
-ranges; everything else is computed only when asked for (``snapshot``: on
-``GET /monitor`` and on a metrics scrape), with ``bnfold.drift``, the same code the
-exporter calibrated the thresholds with. No training data is needed: the card holds
-the reference. One ``Monitor`` belongs to one loaded model (its ``Predictor``), so a
+Every sample is range-checked against the card's training ranges and its
+predicted class counted. Samples also feed the window (the graph's internal output
+for them: the monitored BatchNorm tensors' moments and the input's quantile
+fractions, which the runtime's whole graph returns with the answer, and their
+predicted classes) within a time budget: after a request that ran the whole graph
+for ``t`` seconds the monitor waits ``t (1 - share) / share`` before it takes the
+next, so the whole graph runs at most ``share`` of the time (the lean graph without
+the monitor's nodes answers the rest). At low traffic every request feeds it; under
+load, one now and then, chosen by arrival time alone, so the window stays a fair
+picture of the traffic while it spans more of it.
+Everything else is computed only when asked for (``snapshot``: on ``GET /monitor``
+and on a metrics scrape), with ``bnfold.drift``, the same code the exporter
+calibrated the thresholds with. No training data is needed: the card holds the
+reference. One ``Monitor`` belongs to one loaded model (its ``Predictor``), so a
 new model starts with a new, empty window.
 
-The window holds the last ``window`` samples that reached the model; the range
-window, the last ``window`` samples range-checked (also those a ``reject`` policy
-turned away). A sample outside the training range whose statistics are not finite
-(values near the float32 limit) is counted but kept out of the window, so that one
-request cannot blind the monitor.
+The window holds the last ``window`` samples that fed it; the range window, the
+last ``window`` samples range-checked (also those a ``reject`` policy turned away).
+A sample outside the training range whose statistics are not finite (values near
+the float32 limit) is counted but kept out of the window, so that one request
+cannot blind the monitor.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +44,7 @@ class Snapshot:
     window)."""
 
     samples: int  # in the window
-    seen: int  # reached the model since the start
+    seen: int  # fed the window since the start (the sampled ones)
     checked: int  # range-checked since the start
     calibrated_window: int | None
     threshold: float | None
@@ -60,12 +68,17 @@ class Snapshot:
 class Monitor:
     """The window of one model's recent samples and what it says about drift."""
 
-    def __init__(self, card: ModelCard, window: int) -> None:
+    def __init__(self, card: ModelCard, window: int, share: float = 1.0) -> None:
         if card.monitor is None:
             raise ValueError("the card has no monitor reference")
+        if not 0 < share <= 1:
+            raise ValueError("share must be in (0, 1]")
         self.card = card
         self.spec: MonitorSpec = card.monitor
         self.window = window
+        self.share = share
+        self._wait_factor = (1 - share) / share
+        self._next = 0.0  # perf_counter time from which the next request may feed the window
         self.scorer = DriftScorer.of(self.spec)
         self.ranges = RangeChecker(self.spec.ranges, card.input)
         features, classes = len(self.spec.ranges), len(card.labels)
@@ -106,18 +119,29 @@ class Monitor:
         text = self.warning_text
         return [[text[j] for j in np.flatnonzero(row)] for row in flags]
 
+    def due(self) -> bool:
+        """Whether this request's samples feed the window (the time budget allows it)."""
+        return time.perf_counter() >= self._next
+
+    def spent(self, seconds: float) -> None:
+        """The whole graph ran for ``seconds``: wait in proportion before the next one."""
+        self._next = time.perf_counter() + seconds * self._wait_factor
+
+    def count(self, classes: np.ndarray) -> None:
+        """Count every prediction by class."""
+        if len(classes) == 1:
+            self.class_total[classes[0]] += 1
+        else:
+            self.class_total += np.bincount(classes, minlength=len(self.class_total))
+
     def observe(self, stats: np.ndarray, classes: np.ndarray, out_of_range: bool) -> None:
-        """Add the samples that reached the model: internal-output rows and predicted classes."""
+        """Add sampled samples to the window: internal-output rows and predicted classes."""
         if out_of_range:  # only values outside the training range can overflow the statistics
             finite = np.isfinite(stats).all(axis=1)
             if not finite.all():
                 self.non_finite += int((~finite).sum())
                 stats, classes = stats[finite], classes[finite]
         n = len(stats)
-        if n == 1:
-            self.class_total[classes[0]] += 1
-        else:
-            self.class_total += np.bincount(classes, minlength=len(self.class_total))
         _put(self._classes, self._position, classes)
         self._position = _put(self._stats, self._position, stats)
         self.seen += n
@@ -177,8 +201,10 @@ def _put(ring: np.ndarray, position: int, rows: np.ndarray) -> int:
     return (position + n) % size
 
 
-def build_monitor(card: ModelCard, *, enabled: bool, window: int) -> Monitor | None:
+def build_monitor(
+    card: ModelCard, *, enabled: bool, window: int, share: float = 1.0
+) -> Monitor | None:
     """The monitor of a loaded model, or None (monitoring off, or a card without reference)."""
     if not enabled or card.monitor is None:
         return None
-    return Monitor(card, window)
+    return Monitor(card, window, share)

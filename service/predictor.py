@@ -59,12 +59,14 @@ class Predictor:
         warnings = None if monitor is None else monitor.check(batch)
         if warnings is not None and self.reject_out_of_range:
             raise InvalidInput(_rejection(warnings))
+        fed = monitor is not None and monitor.due()
         start = time.perf_counter()
-        if monitor is None:
-            logits, probs = self.runtime.run(batch)
-        else:
+        if fed:
             logits, probs, stats = self.runtime.run_monitored(batch)
-        self.observe(time.perf_counter() - start)
+        else:
+            logits, probs = self.runtime.run(batch)
+        elapsed = time.perf_counter() - start
+        self.observe(elapsed)
         if not (np.isfinite(logits).all() and np.isfinite(probs).all()):
             # Finite float32 inputs far outside the training range can overflow the logits.
             raise InvalidInput(
@@ -72,7 +74,11 @@ class Predictor:
                 "(values far outside the range it was trained on?)"
             )
         if monitor is not None:
-            monitor.observe(stats, probs.argmax(axis=1), warnings is not None)
+            classes = probs.argmax(axis=1)
+            monitor.count(classes)
+            if fed:
+                monitor.observe(stats, classes, warnings is not None)
+                monitor.spent(elapsed)
         return logits, probs, warnings
 
     def _result(self, probs: np.ndarray, warnings: list[str] | None = None) -> dict[str, Any]:

@@ -91,6 +91,8 @@ def monitored_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def digits_monitored(monitored_dir: Path) -> Iterator[TestClient]:
-    app = create_app(make_settings(monitored_dir / "digits" / "model.onnx", monitor_window=64))
+    # Every request feeds the window (MONITOR_SHARE=1): the tests count its samples.
+    path = monitored_dir / "digits" / "model.onnx"
+    app = create_app(make_settings(path, monitor_window=64, monitor_share=1.0))
     with TestClient(app) as client:
         yield client

@@ -200,3 +200,63 @@ def test_a_card_without_monitor_reference_is_served_unmonitored(tabular: TestCli
     report = tabular.get("/monitor").json()
     assert report["enabled"] is False and "no monitor reference" in report["reason"]
     assert report["samples_seen"] is None
+
+
+def test_answers_come_from_the_graph_without_the_monitor_nodes(
+    monitored_dir: Path, digits_test: np.ndarray
+) -> None:
+    from service.runtime import ModelRuntime
+
+    path = monitored_dir / "digits" / "model.onnx"
+    runtime = ModelRuntime.load(path)
+    assert [o.name for o in runtime.session.get_outputs()] == ["logits", "probabilities"]
+    assert runtime.monitor_session is not None
+    whole = runtime.monitor_session
+    assert [o.name for o in whole.get_outputs()][-1] == runtime.card.monitor.output
+    for x in digits_test[:50]:
+        lean = runtime.run(x[None])
+        full = whole.run(["logits", "probabilities"], {"input": x[None]})
+        for a, b in zip(lean, full, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert runtime._whole_answers  # checked at load: the whole graph answers bit-identically
+    _, probs, stats = runtime.run_monitored(digits_test[:3])
+    assert stats.shape == (3, runtime.card.monitor.columns)
+    np.testing.assert_array_equal(probs, runtime.run(digits_test[:3])[1])
+    assert ModelRuntime.load(path, monitor=False).monitor_session is None
+
+
+def test_the_window_is_fed_within_its_time_budget(
+    monitored_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.monitor import Monitor
+
+    card = digest.check((monitored_dir / "digits" / "model.onnx").read_bytes())
+    clock = [100.0]
+    monkeypatch.setattr("service.monitor.time.perf_counter", lambda: clock[0])
+    monitor = Monitor(card, 64, share=0.05)
+    assert monitor.due()  # nothing fed yet
+    monitor.spent(0.001)  # the whole graph ran 1 ms: wait 19 ms
+    assert not monitor.due()
+    clock[0] += 0.0189
+    assert not monitor.due()
+    clock[0] += 0.0002
+    assert monitor.due()
+    with pytest.raises(ValueError, match="share"):
+        Monitor(card, 64, share=0.0)
+
+
+def test_a_busy_service_feeds_part_of_the_traffic_and_answers_all_the_same(
+    monitored_dir: Path, digits_test: np.ndarray
+) -> None:
+    path = monitored_dir / "digits" / "model.onnx"
+    answers = []
+    for share in (1.0, 0.01):
+        with TestClient(create_app(make_settings(path, monitor_share=share))) as client:
+            bodies = send(client, digits_test[:40])
+            report = client.get("/monitor").json()
+            answers.append([b["probabilities"] for b in bodies])
+            assert sum(report["predictions"]["total"].values()) == 40  # every answer counted
+            assert report["input_out_of_range"]["samples"] == 40  # every input checked
+            fed = report["samples_seen"]
+        assert fed == 40 if share == 1.0 else 1 <= fed < 40
+    assert answers[0] == answers[1]

@@ -9,8 +9,8 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
-from conftest import make_settings
 from fastapi.testclient import TestClient
+from service_helpers import make_settings
 
 from bnfold.card import ModelCard
 from bnfold.card_markdown import card_markdown
