@@ -3,11 +3,13 @@ error from make (the server replaces the recipe's shell, drains and exits 0)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,15 +29,29 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_server_outlives_its_test() -> Iterator[None]:
+    yield
+    while _STARTED:  # a failed assertion must not leave a server running
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
 def _make_serve(tmp_path: Path, port: int, **env: str) -> subprocess.Popen[str]:
     """`make serve` in its own process group (as a terminal's foreground job is), with this
     interpreter as the venv's Python: the venv stamp is taken as done (-o), nothing installs."""
     stamp = tmp_path / "venv" / ".serve"
     stamp.parent.mkdir(exist_ok=True)
     stamp.touch()
-    environ = {k: v for k, v in os.environ.items() if k not in ("HOST", "MODEL_PATH")}
+    environ = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "MODEL_PATH")}
     args = [f"VENV={stamp.parent}", f"PY={sys.executable}", f"MODEL={MODEL}", f"PORT={port}"]
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         ["make", "--no-print-directory", "serve", *args, "-o", str(stamp)],
         cwd=REPO,
         env={**environ, "LOG_LEVEL": "info", **env},
@@ -44,6 +60,8 @@ def _make_serve(tmp_path: Path, port: int, **env: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
+    _STARTED.append(proc)
+    return proc
 
 
 def _wait_ready(proc: subprocess.Popen[str], host: str, port: int) -> None:
