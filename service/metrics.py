@@ -2,15 +2,25 @@
 
 Each app owns its registry, so that several apps (tests) never share counters.
 With several uvicorn workers each worker counts its own requests.
+
+The per-request metrics (requests by route and status, request and inference
+durations) are plain counts kept by ``_Histogram`` and turned into Prometheus
+families only when ``/metrics`` is scraped: prometheus-client's own histograms
+take a lock and walk their buckets on every observation, which cost more than
+the model's validation on the request path. Every update happens on the event
+loop, like the scrape, so no lock is needed.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,30 +35,71 @@ UNMATCHED = "unmatched"  # one label for every unknown path: no unbounded label 
 RELOAD_RESULTS = ("success", "refused", "unchanged")
 
 
+class _Histogram:
+    """Observation counts per bucket (``le`` bounds, then +Inf) and their sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative ``(le, count)`` pairs, as Prometheus exposes them."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+class _RequestCollector:
+    """Turns the per-request counts into Prometheus families at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        requests = CounterMetricFamily(
+            "bnfold_requests",
+            "HTTP requests by route template and status code.",
+            labels=("route", "status"),
+        )
+        latency = HistogramMetricFamily(
+            "bnfold_request_duration_seconds",
+            "Time from the request's arrival to the end of its response, by route.",
+            labels=("route",),
+        )
+        for (route, status), (count, _) in sorted(m._requests.items()):
+            requests.add_metric((route, str(status)), count[0])
+        for route, histogram in sorted(m._latency.items()):
+            latency.add_metric((route,), histogram.buckets(), histogram.total)
+        inference = HistogramMetricFamily(
+            "bnfold_inference_duration_seconds", "Time spent in ONNX Runtime per request."
+        )
+        inference.add_metric((), m.inference.buckets(), m.inference.total)
+        yield requests
+        yield latency
+        yield inference
+
+
 class Metrics:
     """The service's metrics in their own registry."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "bnfold_requests_total",
-            "HTTP requests by route template and status code.",
-            ("route", "status"),
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "bnfold_request_duration_seconds",
-            "Time from the request's arrival to the end of its response, by route.",
-            ("route",),
-            buckets=_LATENCY,
-            registry=self.registry,
-        )
-        self.inference = Histogram(
-            "bnfold_inference_duration_seconds",
-            "Time spent in ONNX Runtime per request.",
-            buckets=_INFERENCE,
-            registry=self.registry,
-        )
+        # (route, status) -> ([count], the route's latency histogram)
+        self._requests: dict[tuple[str, int], tuple[list[int], _Histogram]] = {}
+        self._latency: dict[str, _Histogram] = {}
+        self.inference = _Histogram(_INFERENCE)
+        self.registry.register(_RequestCollector(self))
         self.load_seconds = Gauge(
             "bnfold_model_load_seconds",
             "Time to load and check the model (hash, BN count, golden samples).",
@@ -70,17 +121,16 @@ class Metrics:
         )
         for result in RELOAD_RESULTS:
             self.reloads.labels(result)  # every result exported from the start, at 0
-        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.observe_inference = self.inference.observe
 
     def record(self, route: str, status: int, seconds: float) -> None:
         """Count one finished request."""
-        children = self._children.get((route, status))
-        if children is None:  # label lookups are the slow part: cache the children
-            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
-            self._children[(route, status)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        entry = self._requests.get((route, status))
+        if entry is None:
+            latency = self._latency.setdefault(route, _Histogram(_LATENCY))
+            entry = self._requests[(route, status)] = ([0], latency)
+        entry[0][0] += 1
+        entry[1].observe(seconds)
 
     def serving(self, name: str, version: str, load_seconds: float, previous: Any = None) -> None:
         """Point the model metrics at the model now served (``previous``: the one it replaced,

@@ -51,3 +51,33 @@ def test_registries_are_per_app() -> None:
     a, b = Metrics(), Metrics()
     a.record("/x", 200, 0.1)
     assert b"/x" not in b.render()
+
+
+def test_request_histograms_equal_prometheus_clients_own() -> None:
+    # The oracle: prometheus-client's Histogram fed the same observations.
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from service.metrics import _LATENCY
+
+    registry = CollectorRegistry()
+    oracle = Histogram("h", "h", ("route",), buckets=_LATENCY, registry=registry)
+    metrics = Metrics()
+    values = [0.0, 0.0005, 0.00050001, 0.003, 0.0999, 0.1, 0.25, 1.0, 7.5] * 3
+    for i, value in enumerate(values):
+        route = "/a" if i % 2 else "/b"
+        oracle.labels(route).observe(value)
+        metrics.record(route, 200, value)
+
+    def series(text: str, name: str) -> dict[str, float]:
+        out = {}
+        for line in text.splitlines():
+            if line.startswith(name + "_") and not line.startswith(name + "_created"):
+                key, value = line.rsplit(" ", 1)
+                labels = key[key.index("{") + 1 : -1].split(",")
+                out[key.split("{")[0] + "," + ",".join(sorted(labels))] = float(value)
+        return out
+
+    want = series(generate_latest(registry).decode(), "h")
+    got = series(metrics.render().decode(), "bnfold_request_duration_seconds")
+    assert {k.replace("bnfold_request_duration_seconds", "h"): v for k, v in got.items()} == want
+    assert len(want) == 2 * (len(_LATENCY) + 3)  # buckets, +Inf, count and sum per route
