@@ -56,7 +56,7 @@ def to_float32(values: Any, shape: tuple[int, ...], field: str) -> np.ndarray:
         wide = np.array(values, dtype=np.float64)
     except (OverflowError, ValueError):  # ints beyond float64
         raise InvalidInput(f"{field}: a value is out of float32 range") from None
-    if not (wide.max() <= FLOAT32_MAX and wide.min() >= -FLOAT32_MAX):  # NaN fails too
+    if not np.abs(wide).max() <= FLOAT32_MAX:  # NaN fails too
         raise InvalidInput(f"{field}: values must be finite and within float32 range")
     return wide.astype(np.float32).reshape(shape)
 

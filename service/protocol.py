@@ -40,6 +40,7 @@ from uvicorn.server import ServerState
 
 from service.errors import HeadersTooLarge, RequestTimeout, error_body
 from service.limits import BACKOFF
+from service.transport import CoalescingTransport
 
 log = logging.getLogger("service")
 _ticks = itertools.count()  # orders connections by their last activity
@@ -119,6 +120,8 @@ class ServiceProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # uvicorn's cycles take the protocol's transport: theirs too from now on.
+        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self._arm_keep_alive()  # a connection that never sends a byte is closed too
         if len(self.connections) > self.limits.max_connections:
             self._make_room()
