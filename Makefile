@@ -113,6 +113,7 @@ bench: setup $(ARTIFACTS)/model.onnx
 	$(PY) -m benchmarks.bench_fold
 	$(PY) -m benchmarks.bench_export --run $(ARTIFACTS)
 	$(PY) benchmarks/serve_load.py --model $(ARTIFACTS)/model.onnx --checkpoint $(ARTIFACTS)/checkpoint.pt
+	$(PY) -m benchmarks.bench_drift --load
 	$(PY) -m benchmarks.bench_adabn
 	$(PY) -m benchmarks.bench_swap --baseline
 

@@ -315,13 +315,12 @@ def load_overhead(
     """Throughput of /predict with the monitor on, off, and without it in the graph."""
     import statistics
 
-    from benchmarks import serve_load as load
+    from benchmarks import loadgen as load
 
     monitored = export_checkpoint(DIGITS_CHECKPOINT, folder / "load-monitored").path
     plain = export_checkpoint(DIGITS_CHECKPOINT, folder / "load-plain", monitor=False).path
     wrk = load.ensure_wrk()
-    script = folder / "post.lua"
-    script.write_text(load.LUA % load.request_body(monitored).decode())
+    script = load.write_script(folder, "post.lua", load.golden_bodies(monitored)["predict"])
     servers = {
         "monitor on": (monitored, "on", 18180),
         "monitor off": (monitored, "off", 18181),
@@ -332,16 +331,17 @@ def load_overhead(
     try:
         for name, (model, monitor, port) in servers.items():
             env = {"MODEL_PATH": str(model), "MONITOR": monitor, "LOG_LEVEL": "warning"}
-            procs[name] = load.start([load.PYTHON, "-m", "service", "--port", str(port)], env)
+            procs[name] = load.start([sys.executable, "-m", "service", "--port", str(port)], env)
         for name, (_, _, port) in servers.items():
             url = f"http://127.0.0.1:{port}"
             load.wait_ready(procs[name], url)
-            load.run_wrk(wrk, script, url, 16, 2.0)  # warm up
+            load.run_wrk(wrk, script, f"{url}/predict", 16, 2.0)  # warm up
         for _ in range(rounds):
             for c in concurrency:
                 for name, (_, _, port) in servers.items():
-                    url = f"http://127.0.0.1:{port}"
-                    runs[name].append(load.one_run(wrk, script, procs[name], url, c, duration))
+                    url = f"http://127.0.0.1:{port}/predict"
+                    run = load.measured_run(wrk, script, procs[name], url, c, duration)
+                    runs[name].append(run)
     finally:
         for proc in procs.values():
             load.stop(proc)

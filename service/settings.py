@@ -36,7 +36,13 @@ class Settings(BaseSettings):
         description="ORT_INTRA_OP_THREADS: ORT threads per worker. ORT's default pool spins "
         "threads on other cores and escapes CPU pinning, so 1 unless measured otherwise.",
     )
-    ort_inter_op_threads: int = Field(default=1, ge=1, le=256)
+    ort_inter_op_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="ORT_INTER_OP_THREADS: ORT's inter-op pool; the session runs its nodes "
+        "sequentially, so 1 unless measured otherwise.",
+    )
     max_batch_size: int = Field(
         default=64, ge=1, le=4096, description="MAX_BATCH_SIZE: samples per batch request."
     )
@@ -46,7 +52,9 @@ class Settings(BaseSettings):
         le=64 << 20,
         description="MAX_BODY_BYTES: larger bodies get 413 before they are read.",
     )
-    log_level: LogLevel = "info"
+    log_level: LogLevel = Field(
+        default="info", description="LOG_LEVEL: critical, error, warning, info or debug."
+    )
     access_log: bool = Field(default=False, description="ACCESS_LOG: uvicorn's access log.")
     api_token: str | None = Field(
         default=None,
@@ -155,9 +163,19 @@ class Settings(BaseSettings):
         description="MODEL_POLL_SECONDS: how often to look whether MODEL_PATH changed and "
         "reload it if so, as SIGHUP does (0: never; only SIGHUP reloads).",
     )
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
+    host: str = Field(
+        default="127.0.0.1",
+        description="HOST: the address to listen on (0.0.0.0: every interface, as in the "
+        "Docker image).",
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="PORT: the TCP port.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="WORKERS: uvicorn worker processes on one socket; each loads the model "
+        "and keeps its own metrics and drift window.",
+    )
     # Drift monitoring (service.monitor): needs a card with a monitor reference.
     monitor: bool = Field(
         default=True,
