@@ -211,13 +211,21 @@ function fillExample() {
 }
 
 // ---- the drift monitor (GET /monitor), where the service has one --------------------------------
+let monitorRefreshes = 0;
+
 async function refreshMonitor() {
+  // Refreshes overlap (page load, then every prediction) and may answer out of order: only the
+  // latest one renders, so an older report never replaces a newer one.
+  const mine = ++monitorRefreshes;
   const response = await api("monitor");
+  if (mine !== monitorRefreshes) return;
   if (!response.ok) {
     $("monitor").hidden = true; // no such route (404), or not allowed
     return;
   }
-  renderMonitor(await response.json());
+  const report = await response.json();
+  if (mine !== monitorRefreshes) return;
+  renderMonitor(report);
   $("monitor").hidden = false;
 }
 

@@ -69,6 +69,12 @@ def test_draw_a_digit_and_read_the_prediction(
     body = json.loads(sent.value.post_data)
     expect(page.locator("#label")).not_to_have_text("–")
     label = page.locator("#label").inner_text()
+    # The committed model has a drift monitor: the panel shows its window with the drawing
+    # in it (read before this test's own request below adds one more sample).
+    assert ("/monitor", 200) in guard.api
+    report = httpx.get(f"{origin}/monitor").json()
+    assert report["enabled"] and report["samples_seen"] >= 1
+    expect(page.locator("#monitor-facts")).to_contain_text(f"({report['samples_seen']} seen)")
 
     # What the page sent is the drawing, downsampled to the card's 8 x 8 values 0..16.
     image = body["image"]
@@ -87,9 +93,6 @@ def test_draw_a_digit_and_read_the_prediction(
     for name, p in answer["probabilities"].items():
         assert bars[name] == pytest.approx(p, abs=1e-9)
     assert page.locator("#chart .bar-row.top").get_attribute("data-label") == "0"
-    # This committed file predates the drift monitor: the panel says so, with the reason.
-    assert ("/monitor", 200) in guard.api
-    expect(page.locator("#monitor-facts")).to_contain_text("off: the model card has no monitor")
 
     page.locator("#card-details summary").click()
     expect(page.locator("#card-markdown")).not_to_be_empty()
@@ -140,6 +143,9 @@ def test_tabular_form_prefilled_with_a_golden_sample(
     answer = answered.value.json()
     expect(page.locator("#label")).to_have_text(answer["label"])
     assert _bars(page) == pytest.approx(answer["probabilities"], abs=1e-9)
+    # A card without the monitor's reference: the panel says so, with the reason.
+    assert card.monitor is None
+    expect(page.locator("#monitor-facts")).to_contain_text("off: the model card has no monitor")
     screenshot(page, "demo-tabular.png")
 
 
@@ -271,3 +277,34 @@ def test_token_form_then_predictions(service: Callable[..., str], open_page: Ope
     assert ("/predict", 200) in guard.api
     assert ("/model", 401) in guard.api
     assert page.locator("#token-form").is_hidden()
+
+
+def test_an_older_monitor_report_never_replaces_a_newer_one(
+    service: Callable[..., str], open_page: OpenPage
+) -> None:
+    # The page refreshes the panel at load and after every prediction; here the load's
+    # report arrives last, after the newer one, as it may when the first scoring is slow.
+    origin = service("digits")
+    page, _ = open_page(origin, "/static/ui/favicon.svg")
+    held: list[tuple[Any, bytes]] = []
+    newer: list[dict[str, Any]] = []
+
+    def reorder(route: Any) -> None:
+        body = httpx.get(route.request.url).content  # what the service answers now
+        if not held:  # the page load's refresh: answered below, after the next one
+            held.append((route, body))
+            return
+        newer.append(json.loads(body))
+        route.fulfill(status=200, content_type="application/json", body=body)
+        first, older = held[0]
+        first.fulfill(status=200, content_type="application/json", body=older)
+
+    page.route(f"{origin}/monitor", reorder)
+    page.goto(origin + "/")
+    _ready(page)
+    page.locator("#example").click()
+    expect(page.locator("#label")).not_to_have_text("–")
+    expect(page.locator("#monitor-facts")).to_contain_text(f"({newer[0]['samples_seen']} seen)")
+    page.wait_for_timeout(500)  # time for the older report to be rendered, if it were
+    shown = page.locator("#monitor-facts").inner_text()
+    assert f"({newer[0]['samples_seen']} seen)" in shown, shown
