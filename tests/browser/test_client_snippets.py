@@ -20,7 +20,8 @@ def snippets(path: Path, heading: str) -> list[tuple[str, str]]:
     """(language, code) of each fenced block in the section under ``heading``."""
     level = len(heading.split()[0])
     blocks: list[tuple[str, str]] = []
-    inside, fence, lines = False, None, []
+    inside, fence = False, None
+    lines: list[str] = []
     for line in path.read_text().splitlines():
         if fence is None and line.startswith("#"):
             depth = len(line) - len(line.lstrip("#"))
