@@ -242,7 +242,11 @@ class DataProvenance(_Strict):
 
     source: str = Field(description="sklearn, csv, npz, images, or module (export_model).")
     name: str
-    sha256: str | None = Field(default=None, description="SHA-256 of the data file or folder.")
+    sha256: str | None = Field(
+        default=None,
+        description="SHA-256 of the data file or folder (a bundled scikit-learn dataset: of "
+        "its X as float64 bytes, then its y as int64).",
+    )
     samples: dict[str, int] = Field(default_factory=dict, description="Samples per split.")
     class_counts: list[int] | None = Field(
         default=None, description="Training samples per label, in label order."

@@ -213,7 +213,14 @@ def _read(spec: dict[str, Any]) -> RawData:
     if source == "sklearn":
         if spec.get("name") not in BUILTIN:
             raise UsageError(f"unknown built-in dataset {spec.get('name')!r}")
-        return read_builtin(str(spec["name"]), columns)
+        raw = read_builtin(str(spec["name"]), columns)
+        expected = spec.get("sha256")
+        if expected and raw.sha256 != expected:
+            raise UsageError(
+                f"scikit-learn's bundled {spec['name']} dataset differs from the one the model "
+                "was trained on (SHA-256; another scikit-learn version?)"
+            )
+        return raw
     if source not in ("csv", "npz", "images"):
         raise UsageError(f"data_spec has unknown source {source!r}")
     path = Path(str(spec.get("path")))

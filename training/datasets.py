@@ -79,6 +79,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def arrays_sha256(X: np.ndarray, y: np.ndarray) -> str:
+    """Hex SHA-256 of a bundled dataset: ``X`` as C-order float64 bytes, then ``y`` as int64."""
+    digest = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
 def read_builtin(name: str, columns: Columns | None = None) -> RawData:
     """One of scikit-learn's bundled datasets (no download)."""
     from sklearn import datasets
@@ -95,6 +102,7 @@ def read_builtin(name: str, columns: Columns | None = None) -> RawData:
             "(scikit-learn load_digits)",
             where=where,
             images=np.asarray(bunch.data, dtype=np.float64).reshape(-1, 1, 8, 8),
+            sha256=arrays_sha256(bunch.data, bunch.target),
         )
     loader = {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine}[name]
     bunch = loader()
@@ -105,6 +113,7 @@ def read_builtin(name: str, columns: Columns | None = None) -> RawData:
         description=f"scikit-learn load_{name}",
         where=where,
         table=matrix_table(name, np.asarray(bunch.data, np.float64), names, columns or Columns()),
+        sha256=arrays_sha256(bunch.data, bunch.target),
     )
 
 

@@ -209,3 +209,20 @@ def test_load_file_data_maps_labels_to_the_model(tmp_path: Path) -> None:
         load_file_data(str(path), "y", other)
     with pytest.raises(UsageError, match="not one of the model's classes"):
         load_file_data(str(path), "y", SimpleNamespace(labels=["a"], input=model.input))
+
+
+@pytest.mark.parametrize("name", ["digits", "wine"])
+def test_bundled_datasets_carry_the_sha256_of_their_arrays(name: str) -> None:
+    import hashlib
+
+    from sklearn import datasets
+
+    bunch = {"digits": datasets.load_digits, "wine": datasets.load_wine}[name]()
+    want = hashlib.sha256(
+        np.asarray(bunch.data, dtype="<f8").tobytes() + np.asarray(bunch.target, "<i8").tobytes()
+    ).hexdigest()
+    splits = load_splits(make_data_spec(name))
+    assert splits.spec["sha256"] == want
+    load_splits(splits.spec)  # the same data again: accepted
+    with pytest.raises(UsageError, match="differs from the one the model was trained on"):
+        load_splits({**splits.spec, "sha256": "0" * 64})
