@@ -8,7 +8,9 @@ load on one pinned core, those writes were the largest single cost of a
 loop step are joined and written once, at the end of that step
 (``loop.call_soon``); ``close`` writes what is pending first, so nothing is
 lost or reordered, and a response is never held for longer than the step that
-wrote it.
+wrote it. Once ``HOLD_BYTES`` are pending they are written at once, so that a
+large or streamed body meets the transport's own flow control (uvicorn waits on
+it before each send) instead of piling up here.
 """
 
 from __future__ import annotations
@@ -16,25 +18,32 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+HOLD_BYTES = 64 << 10
+
 
 class CoalescingTransport:
     """Wraps ``transport``; everything but ``write`` and ``close`` goes straight to it."""
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = ("_held", "_loop", "_pending", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] | None = None
+        self._held = 0
 
     def write(self, data: bytes) -> None:
         """Queue ``data``; it is written with the rest of this loop step's writes."""
         pending = self._pending
         if pending is None:
             self._pending = [data]
+            self._held = len(data)
             self._loop.call_soon(self.flush)
         else:
             pending.append(data)
+            self._held += len(data)
+        if self._held >= HOLD_BYTES:
+            self.flush()
 
     def flush(self) -> None:
         """Write what is pending now (nothing, once the connection is closing)."""

@@ -8,7 +8,7 @@ from typing import Any
 from uvicorn.server import ServerState
 
 from service.protocol import ConnectionLimits, ServiceConfig, ServiceProtocol
-from service.transport import CoalescingTransport
+from service.transport import HOLD_BYTES, CoalescingTransport
 
 
 class FakeTransport:
@@ -56,6 +56,20 @@ def test_the_writes_of_one_step_are_one_write_in_order() -> None:
         return fake.writes
 
     assert asyncio.run(main()) == [b"head body", b"next"]
+
+
+def test_a_large_write_goes_out_at_once_under_the_transports_flow_control() -> None:
+    async def main() -> list[bytes]:
+        fake = FakeTransport()
+        wrapped = CoalescingTransport(fake, asyncio.get_running_loop())  # type: ignore[arg-type]
+        wrapped.write(b"head")
+        wrapped.write(b"x" * HOLD_BYTES)  # a big body: not held until the end of the step
+        written = list(fake.writes)
+        wrapped.write(b"tail")
+        await _one_step()
+        return [*written, *fake.writes[len(written) :]]
+
+    assert asyncio.run(main()) == [b"head" + b"x" * HOLD_BYTES, b"tail"]
 
 
 def test_close_writes_what_is_pending_first_and_later_writes_are_dropped() -> None:
