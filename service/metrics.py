@@ -22,6 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.samples import Sample
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.limits import BACKOFF
@@ -36,14 +37,15 @@ RELOAD_RESULTS = ("success", "refused", "unchanged")
 
 
 class _Histogram:
-    """Observation counts per bucket (``le`` bounds, then +Inf) and their sum."""
+    """Observation counts per bucket (``le`` bounds, then +Inf), their sum and when it began."""
 
-    __slots__ = ("bounds", "counts", "total")
+    __slots__ = ("bounds", "counts", "created", "total")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
         self.counts = [0] * (len(self.bounds) + 1)
         self.total = 0.0
+        self.created = time.time()  # the ``_created`` series, as prometheus-client exports
 
     def observe(self, value: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
@@ -77,17 +79,22 @@ class _RequestCollector:
             "Time from the request's arrival to the end of its response, by route.",
             labels=("route",),
         )
-        for (route, status), (count, _) in sorted(m._requests.items()):
-            requests.add_metric((route, str(status)), count[0])
+        for (route, status), (count, created, _) in sorted(m._requests.items()):
+            requests.add_metric((route, str(status)), count[0], created=created)
         for route, histogram in sorted(m._latency.items()):
-            latency.add_metric((route,), histogram.buckets(), histogram.total)
+            _add_histogram(latency, {"route": route}, histogram)
         inference = HistogramMetricFamily(
             "bnfold_inference_duration_seconds", "Time spent in ONNX Runtime per request."
         )
-        inference.add_metric((), m.inference.buckets(), m.inference.total)
+        _add_histogram(inference, {}, m.inference)
         yield requests
         yield latency
         yield inference
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: dict[str, str], h: _Histogram) -> None:
+    family.add_metric(list(labels.values()), h.buckets(), h.total)
+    family.samples.append(Sample(family.name + "_created", labels, h.created))
 
 
 class Metrics:
@@ -95,8 +102,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        # (route, status) -> ([count], the route's latency histogram)
-        self._requests: dict[tuple[str, int], tuple[list[int], _Histogram]] = {}
+        # (route, status) -> ([count], when that series began, the route's latency histogram)
+        self._requests: dict[tuple[str, int], tuple[list[int], float, _Histogram]] = {}
         self._latency: dict[str, _Histogram] = {}
         self.inference = _Histogram(_INFERENCE)
         self.registry.register(_RequestCollector(self))
@@ -128,9 +135,9 @@ class Metrics:
         entry = self._requests.get((route, status))
         if entry is None:
             latency = self._latency.setdefault(route, _Histogram(_LATENCY))
-            entry = self._requests[(route, status)] = ([0], latency)
+            entry = self._requests[(route, status)] = ([0], time.time(), latency)
         entry[0][0] += 1
-        entry[1].observe(seconds)
+        entry[2].observe(seconds)
 
     def serving(self, name: str, version: str, load_seconds: float, previous: Any = None) -> None:
         """Point the model metrics at the model now served (``previous``: the one it replaced,

@@ -121,10 +121,16 @@ class ServiceProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # uvicorn's cycles take the protocol's transport: theirs too from now on.
-        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
+        self.writes = CoalescingTransport(transport, self.loop)
+        self.transport = self.writes  # type: ignore[assignment]
         self._arm_keep_alive()  # a connection that never sends a byte is closed too
         if len(self.connections) > self.limits.max_connections:
             self._make_room()
+
+    def eof_received(self) -> None:
+        # The client half-closed after its request (``nc -N``, some probes and proxies): the
+        # transport closes itself once this returns, so this step's response goes out first.
+        self.writes.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()

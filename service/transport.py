@@ -8,7 +8,9 @@ load on one pinned core, those writes were the largest single cost of a
 loop step are joined and written once, at the end of that step
 (``loop.call_soon``); ``close`` writes what is pending first, so nothing is
 lost or reordered, and a response is never held for longer than the step that
-wrote it. Once ``HOLD_BYTES`` are pending they are written at once, so that a
+wrote it. The protocol flushes on the client's end of stream too, which the
+transport answers by closing itself (``ServiceProtocol.eof_received``). Once
+``HOLD_BYTES`` are pending they are written at once, so that a
 large or streamed body meets the transport's own flow control (uvicorn waits on
 it before each send) instead of piling up here.
 """
@@ -51,10 +53,29 @@ class CoalescingTransport:
         if pending and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
+    def writelines(self, data: Any) -> None:
+        """``write`` each item, in order."""
+        for item in data:
+            self.write(item)
+
+    def write_eof(self) -> None:
+        """Write what is pending, then half-close."""
+        self.flush()
+        self._transport.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        """The transport's buffer plus what is pending here."""
+        return self._transport.get_write_buffer_size() + (self._held if self._pending else 0)
+
     def close(self) -> None:
         """Write what is pending, then close (the transport sends its buffer first)."""
         self.flush()
         self._transport.close()
+
+    def abort(self) -> None:
+        """Close at once: what is pending is dropped, as the transport drops its buffer."""
+        self._pending = None
+        self._transport.abort()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

@@ -81,3 +81,45 @@ def test_request_histograms_equal_prometheus_clients_own() -> None:
     got = series(metrics.render().decode(), "bnfold_request_duration_seconds")
     assert {k.replace("bnfold_request_duration_seconds", "h"): v for k, v in got.items()} == want
     assert len(want) == 2 * (len(_LATENCY) + 3)  # buckets, +Inf, count and sum per route
+
+    # The same series exist, ``_created`` (a timestamp, so not compared) included.
+    def names(text: str, prefix: str) -> set[str]:
+        return {line.split(" ")[0] for line in text.splitlines() if line.startswith(prefix)}
+
+    created = names(metrics.render().decode(), "bnfold_request_duration_seconds_created")
+    assert {n.replace("bnfold_request_duration_seconds", "h") for n in created} == names(
+        generate_latest(registry).decode(), "h_created"
+    )
+    assert len(created) == 2
+
+
+def test_every_series_prometheus_client_would_export_is_exported() -> None:
+    # The oracle: the counter and histograms as prometheus-client itself kept them before.
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from service.metrics import _INFERENCE, _LATENCY
+
+    registry = CollectorRegistry()
+    requests = Counter("bnfold_requests", "r", ("route", "status"), registry=registry)
+    latency = Histogram(
+        "bnfold_request_duration_seconds", "l", ("route",), buckets=_LATENCY, registry=registry
+    )
+    inference = Histogram(
+        "bnfold_inference_duration_seconds", "i", buckets=_INFERENCE, registry=registry
+    )
+    metrics = Metrics()
+    for route, status, seconds in (("/predict", 200, 0.002), ("/x", 404, 0.01)):
+        requests.labels(route, str(status)).inc()
+        latency.labels(route).observe(seconds)
+        metrics.record(route, status, seconds)
+    inference.observe(0.0001)
+    metrics.observe_inference(0.0001)
+
+    def series(text: str) -> set[str]:
+        return {
+            line.rsplit(" ", 1)[0]
+            for line in text.splitlines()
+            if line.startswith(("bnfold_requests", "bnfold_request_", "bnfold_inference"))
+        }
+
+    assert series(metrics.render().decode()) == series(generate_latest(registry).decode())

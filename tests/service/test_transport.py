@@ -29,6 +29,9 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5000)}.get(name, default)
 
@@ -70,6 +73,19 @@ def test_a_large_write_goes_out_at_once_under_the_transports_flow_control() -> N
         return [*written, *fake.writes[len(written) :]]
 
     assert asyncio.run(main()) == [b"head" + b"x" * HOLD_BYTES, b"tail"]
+
+
+def test_writelines_keeps_the_order_and_the_buffer_size_counts_what_is_pending() -> None:
+    async def main() -> tuple[list[bytes], int]:
+        fake = FakeTransport()
+        wrapped = CoalescingTransport(fake, asyncio.get_running_loop())  # type: ignore[arg-type]
+        wrapped.write(b"first,")
+        wrapped.writelines([b"second,", b"third"])
+        size = wrapped.get_write_buffer_size()
+        await _one_step()
+        return fake.writes, size
+
+    assert asyncio.run(main()) == ([b"first,second,third"], 18)
 
 
 def test_close_writes_what_is_pending_first_and_later_writes_are_dropped() -> None:
@@ -125,3 +141,26 @@ def test_a_response_leaves_the_server_in_one_write() -> None:
     for write in writes:
         assert write.startswith(b"HTTP/1.1 200 OK\r\n")
         assert write.endswith(b'\r\n\r\n{"ok":true}')
+
+
+def test_a_client_that_half_closes_after_its_request_gets_the_response() -> None:
+    """``printf 'GET / ...' | nc -N``: the request, then the end of stream, read in the same
+    loop step as the app writes its answer; the transport then closes itself."""
+
+    async def main() -> list[bytes]:
+        config = ServiceConfig(_app, limits=ConnectionLimits(), lifespan="off", log_level="error")
+        config.load()
+        protocol = ServiceProtocol(config, ServerState(), {})
+        fake = FakeTransport()
+        protocol.connection_made(fake)  # type: ignore[arg-type]
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await _one_step()  # the app ran and wrote: its writes wait for the end of this step
+        if protocol.eof_received() is None:  # what asyncio's transports do on end of stream
+            fake.close()
+        for _ in range(5):
+            await _one_step()
+        protocol.connection_lost(None)
+        return fake.writes
+
+    writes = asyncio.run(main())
+    assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200 OK\r\n"), writes
