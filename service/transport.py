@@ -24,7 +24,8 @@ HOLD_BYTES = 64 << 10
 
 
 class CoalescingTransport:
-    """Wraps ``transport``; everything but ``write`` and ``close`` goes straight to it."""
+    """Wraps ``transport``: the writing and closing methods go through what is pending, the
+    rest straight to it."""
 
     __slots__ = ("_held", "_loop", "_pending", "_transport")
 
