@@ -21,14 +21,13 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from training.atomic import pid_alive, remove_stale_temporaries
 from training.errors import UsageError
 
-_STAGE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>stage|old)-(?P<pid>\d+)-[0-9a-f]+$")
+_STAGE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>stage|old|probe)-(?P<pid>\d+)-[0-9a-f]+$")
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -83,7 +82,9 @@ def check_target(folder: str | os.PathLike[str]) -> None:
         )
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        probe = Path(tempfile.mkdtemp(prefix=f".{folder.name}.probe-", dir=folder.parent))
+        # Named like a stage (pid first), so that recover() removes it after a kill -9 here.
+        probe = folder.parent / f".{folder.name}.probe-{os.getpid()}-{secrets.token_hex(4)}"
+        probe.mkdir()
         probe.rmdir()
     except OSError as exc:
         raise UsageError(

@@ -70,6 +70,17 @@ def test_a_swap_interrupted_between_its_renames_is_restored(tmp_path: Path) -> N
     assert not stage.exists() and not old.exists()
 
 
+def test_the_write_probe_of_a_killed_process_is_removed(tmp_path: Path) -> None:
+    # kill -9 between check_target's probe mkdir and rmdir left a folder nothing removed.
+    run = tmp_path / "run"
+    with folder_swap.update_folder(run) as stage:
+        (stage / "a").write_text("1")
+    probe = tmp_path / ".run.probe-999999999-abcd"  # a pid that cannot exist
+    probe.mkdir()
+    folder_swap.recover(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def test_the_current_folder_cannot_be_the_run_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
