@@ -40,17 +40,16 @@ class CoalescingTransport:
         pending = self._pending
         if pending is None:
             self._pending = [data]
-            self._held = len(data)
             self._loop.call_soon(self.flush)
         else:
             pending.append(data)
-            self._held += len(data)
+        self._held += len(data)
         if self._held >= HOLD_BYTES:
             self.flush()
 
     def flush(self) -> None:
         """Write what is pending now (nothing, once the connection is closing)."""
-        pending, self._pending = self._pending, None
+        pending, self._pending, self._held = self._pending, None, 0
         if pending and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
@@ -66,7 +65,7 @@ class CoalescingTransport:
 
     def get_write_buffer_size(self) -> int:
         """The transport's buffer plus what is pending here."""
-        return self._transport.get_write_buffer_size() + (self._held if self._pending else 0)
+        return self._transport.get_write_buffer_size() + self._held
 
     def close(self) -> None:
         """Write what is pending, then close (the transport sends its buffer first)."""
@@ -75,7 +74,7 @@ class CoalescingTransport:
 
     def abort(self) -> None:
         """Close at once: what is pending is dropped, as the transport drops its buffer."""
-        self._pending = None
+        self._pending, self._held = None, 0
         self._transport.abort()
 
     def __getattr__(self, name: str) -> Any:

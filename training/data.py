@@ -210,11 +210,11 @@ def _read(spec: dict[str, Any]) -> RawData:
     columns = Columns(
         features=spec.get("features"), categorical=list(spec.get("categorical") or [])
     )
+    expected = spec.get("sha256")
     if source == "sklearn":
         if spec.get("name") not in BUILTIN:
             raise UsageError(f"unknown built-in dataset {spec.get('name')!r}")
         raw = read_builtin(str(spec["name"]), columns)
-        expected = spec.get("sha256")
         if expected and raw.sha256 != expected:
             raise UsageError(
                 f"scikit-learn's bundled {spec['name']} dataset differs from the one the model "
@@ -224,7 +224,6 @@ def _read(spec: dict[str, Any]) -> RawData:
     if source not in ("csv", "npz", "images"):
         raise UsageError(f"data_spec has unknown source {source!r}")
     path = Path(str(spec.get("path")))
-    expected = spec.get("sha256")
     if source == "images":
         size = spec.get("image_size")
         raw = read_images(

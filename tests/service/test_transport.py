@@ -121,15 +121,21 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b'{"ok":true}'})
 
 
+def _connected() -> tuple[ServiceProtocol, FakeTransport]:
+    """The service's protocol serving ``_app`` on a new connection over a ``FakeTransport``."""
+    config = ServiceConfig(_app, limits=ConnectionLimits(), lifespan="off", log_level="error")
+    config.load()
+    protocol = ServiceProtocol(config, ServerState(), {})
+    fake = FakeTransport()
+    protocol.connection_made(fake)  # type: ignore[arg-type]
+    return protocol, fake
+
+
 def test_a_response_leaves_the_server_in_one_write() -> None:
     """uvicorn alone writes the status line and headers, then the body: two system calls."""
 
     async def main() -> list[bytes]:
-        config = ServiceConfig(_app, limits=ConnectionLimits(), lifespan="off", log_level="error")
-        config.load()
-        protocol = ServiceProtocol(config, ServerState(), {})
-        fake = FakeTransport()
-        protocol.connection_made(fake)  # type: ignore[arg-type]
+        protocol, fake = _connected()
         protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)  # two, pipelined
         for _ in range(20):
             await _one_step()
@@ -148,11 +154,7 @@ def test_a_client_that_half_closes_after_its_request_gets_the_response() -> None
     loop step as the app writes its answer; the transport then closes itself."""
 
     async def main() -> list[bytes]:
-        config = ServiceConfig(_app, limits=ConnectionLimits(), lifespan="off", log_level="error")
-        config.load()
-        protocol = ServiceProtocol(config, ServerState(), {})
-        fake = FakeTransport()
-        protocol.connection_made(fake)  # type: ignore[arg-type]
+        protocol, fake = _connected()
         protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         await _one_step()  # the app ran and wrote: its writes wait for the end of this step
         if protocol.eof_received() is None:  # what asyncio's transports do on end of stream
